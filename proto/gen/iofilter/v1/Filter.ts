@@ -1,0 +1,27 @@
+// Original file: proto/iofilter/v1/iofilter.proto
+
+import type { DeviceRef as _iofilter_v1_DeviceRef, DeviceRef__Output as _iofilter_v1_DeviceRef__Output } from '../../iofilter/v1/DeviceRef';
+import type { RangeStatus as _iofilter_v1_RangeStatus, RangeStatus__Output as _iofilter_v1_RangeStatus__Output } from '../../iofilter/v1/RangeStatus';
+import type { Long } from '@grpc/proto-loader';
+
+export interface Filter {
+  'device'?: (_iofilter_v1_DeviceRef | null);
+  'wholeDevice'?: (boolean);
+  'ranges'?: (_iofilter_v1_RangeStatus)[];
+  'hasExpiry'?: (boolean);
+  'remainingMs'?: (number | string | Long);
+  'probability'?: (number | string);
+  'maxFailures'?: (number | string | Long);
+  'failures'?: (number | string | Long);
+}
+
+export interface Filter__Output {
+  'device': (_iofilter_v1_DeviceRef__Output | null);
+  'wholeDevice': (boolean);
+  'ranges': (_iofilter_v1_RangeStatus__Output)[];
+  'hasExpiry': (boolean);
+  'remainingMs': (string);
+  'probability': (number);
+  'maxFailures': (string);
+  'failures': (string);
+}

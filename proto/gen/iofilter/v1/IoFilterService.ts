@@ -1,0 +1,83 @@
+// Original file: proto/iofilter/v1/iofilter.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { AttachRequest as _iofilter_v1_AttachRequest, AttachRequest__Output as _iofilter_v1_AttachRequest__Output } from '../../iofilter/v1/AttachRequest';
+import type { AttachResponse as _iofilter_v1_AttachResponse, AttachResponse__Output as _iofilter_v1_AttachResponse__Output } from '../../iofilter/v1/AttachResponse';
+import type { DeleteFilterRequest as _iofilter_v1_DeleteFilterRequest, DeleteFilterRequest__Output as _iofilter_v1_DeleteFilterRequest__Output } from '../../iofilter/v1/DeleteFilterRequest';
+import type { DeleteFilterResponse as _iofilter_v1_DeleteFilterResponse, DeleteFilterResponse__Output as _iofilter_v1_DeleteFilterResponse__Output } from '../../iofilter/v1/DeleteFilterResponse';
+import type { DetachRequest as _iofilter_v1_DetachRequest, DetachRequest__Output as _iofilter_v1_DetachRequest__Output } from '../../iofilter/v1/DetachRequest';
+import type { DetachResponse as _iofilter_v1_DetachResponse, DetachResponse__Output as _iofilter_v1_DetachResponse__Output } from '../../iofilter/v1/DetachResponse';
+import type { SetFilterRequest as _iofilter_v1_SetFilterRequest, SetFilterRequest__Output as _iofilter_v1_SetFilterRequest__Output } from '../../iofilter/v1/SetFilterRequest';
+import type { SetFilterResponse as _iofilter_v1_SetFilterResponse, SetFilterResponse__Output as _iofilter_v1_SetFilterResponse__Output } from '../../iofilter/v1/SetFilterResponse';
+import type { StatusRequest as _iofilter_v1_StatusRequest, StatusRequest__Output as _iofilter_v1_StatusRequest__Output } from '../../iofilter/v1/StatusRequest';
+import type { StatusResponse as _iofilter_v1_StatusResponse, StatusResponse__Output as _iofilter_v1_StatusResponse__Output } from '../../iofilter/v1/StatusResponse';
+
+export interface IoFilterServiceClient extends grpc.Client {
+  Attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  Attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  Attach(argument: _iofilter_v1_AttachRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  Attach(argument: _iofilter_v1_AttachRequest, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  attach(argument: _iofilter_v1_AttachRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  attach(argument: _iofilter_v1_AttachRequest, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  
+  DeleteFilter(argument: _iofilter_v1_DeleteFilterRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  DeleteFilter(argument: _iofilter_v1_DeleteFilterRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  DeleteFilter(argument: _iofilter_v1_DeleteFilterRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  DeleteFilter(argument: _iofilter_v1_DeleteFilterRequest, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  deleteFilter(argument: _iofilter_v1_DeleteFilterRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  deleteFilter(argument: _iofilter_v1_DeleteFilterRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  deleteFilter(argument: _iofilter_v1_DeleteFilterRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  deleteFilter(argument: _iofilter_v1_DeleteFilterRequest, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
+  
+  Detach(argument: _iofilter_v1_DetachRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  Detach(argument: _iofilter_v1_DetachRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  Detach(argument: _iofilter_v1_DetachRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  Detach(argument: _iofilter_v1_DetachRequest, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  detach(argument: _iofilter_v1_DetachRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  detach(argument: _iofilter_v1_DetachRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  detach(argument: _iofilter_v1_DetachRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  detach(argument: _iofilter_v1_DetachRequest, callback: grpc.requestCallback<_iofilter_v1_DetachResponse__Output>): grpc.ClientUnaryCall;
+  
+  SetFilter(argument: _iofilter_v1_SetFilterRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  SetFilter(argument: _iofilter_v1_SetFilterRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  SetFilter(argument: _iofilter_v1_SetFilterRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  SetFilter(argument: _iofilter_v1_SetFilterRequest, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  setFilter(argument: _iofilter_v1_SetFilterRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  setFilter(argument: _iofilter_v1_SetFilterRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  setFilter(argument: _iofilter_v1_SetFilterRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  setFilter(argument: _iofilter_v1_SetFilterRequest, callback: grpc.requestCallback<_iofilter_v1_SetFilterResponse__Output>): grpc.ClientUnaryCall;
+  
+  Status(argument: _iofilter_v1_StatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  Status(argument: _iofilter_v1_StatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  Status(argument: _iofilter_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  Status(argument: _iofilter_v1_StatusRequest, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  status(argument: _iofilter_v1_StatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  status(argument: _iofilter_v1_StatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  status(argument: _iofilter_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  status(argument: _iofilter_v1_StatusRequest, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
+  
+}
+
+export interface IoFilterServiceHandlers extends grpc.UntypedServiceImplementation {
+  Attach: grpc.handleUnaryCall<_iofilter_v1_AttachRequest__Output, _iofilter_v1_AttachResponse>;
+  
+  DeleteFilter: grpc.handleUnaryCall<_iofilter_v1_DeleteFilterRequest__Output, _iofilter_v1_DeleteFilterResponse>;
+  
+  Detach: grpc.handleUnaryCall<_iofilter_v1_DetachRequest__Output, _iofilter_v1_DetachResponse>;
+  
+  SetFilter: grpc.handleUnaryCall<_iofilter_v1_SetFilterRequest__Output, _iofilter_v1_SetFilterResponse>;
+  
+  Status: grpc.handleUnaryCall<_iofilter_v1_StatusRequest__Output, _iofilter_v1_StatusResponse>;
+  
+}
+
+export interface IoFilterServiceDefinition extends grpc.ServiceDefinition {
+  Attach: MethodDefinition<_iofilter_v1_AttachRequest, _iofilter_v1_AttachResponse, _iofilter_v1_AttachRequest__Output, _iofilter_v1_AttachResponse__Output>
+  DeleteFilter: MethodDefinition<_iofilter_v1_DeleteFilterRequest, _iofilter_v1_DeleteFilterResponse, _iofilter_v1_DeleteFilterRequest__Output, _iofilter_v1_DeleteFilterResponse__Output>
+  Detach: MethodDefinition<_iofilter_v1_DetachRequest, _iofilter_v1_DetachResponse, _iofilter_v1_DetachRequest__Output, _iofilter_v1_DetachResponse__Output>
+  SetFilter: MethodDefinition<_iofilter_v1_SetFilterRequest, _iofilter_v1_SetFilterResponse, _iofilter_v1_SetFilterRequest__Output, _iofilter_v1_SetFilterResponse__Output>
+  Status: MethodDefinition<_iofilter_v1_StatusRequest, _iofilter_v1_StatusResponse, _iofilter_v1_StatusRequest__Output, _iofilter_v1_StatusResponse__Output>
+}

@@ -1,0 +1,20 @@
+// Original file: proto/iofilter/v1/iofilter.proto
+
+import type { Op as _iofilter_v1_Op, Op__Output as _iofilter_v1_Op__Output } from '../../iofilter/v1/Op';
+import type { Long } from '@grpc/proto-loader';
+
+export interface RangeStatus {
+  'start'?: (number | string | Long);
+  'end'?: (number | string | Long);
+  'ops'?: (_iofilter_v1_Op)[];
+  'matched'?: (number | string | Long);
+  'failed'?: (number | string | Long);
+}
+
+export interface RangeStatus__Output {
+  'start': (string);
+  'end': (string);
+  'ops': (_iofilter_v1_Op__Output)[];
+  'matched': (string);
+  'failed': (string);
+}

@@ -1,0 +1,23 @@
+// Original file: proto/iofilter/v1/iofilter.proto
+
+import type { Range as _iofilter_v1_Range, Range__Output as _iofilter_v1_Range__Output } from '../../iofilter/v1/Range';
+import type { Op as _iofilter_v1_Op, Op__Output as _iofilter_v1_Op__Output } from '../../iofilter/v1/Op';
+import type { Long } from '@grpc/proto-loader';
+
+export interface SetFilterRequest {
+  'device'?: (string);
+  'ranges'?: (_iofilter_v1_Range)[];
+  'wholeDeviceOps'?: (_iofilter_v1_Op)[];
+  'ttlMs'?: (number | string | Long);
+  'probability'?: (number | string);
+  'maxFailures'?: (number | string | Long);
+}
+
+export interface SetFilterRequest__Output {
+  'device': (string);
+  'ranges': (_iofilter_v1_Range__Output)[];
+  'wholeDeviceOps': (_iofilter_v1_Op__Output)[];
+  'ttlMs': (string);
+  'probability': (number);
+  'maxFailures': (string);
+}

@@ -1,0 +1,106 @@
+// Real test disks for host and VM tests: tmpfs-backed loop devices (optionally
+// partitioned with `losetup -P`) and direct I/O against them with dd.
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface LoopDevice {
+  path: string; // /dev/loopN
+  major: number;
+  minor: number;
+  backing: string;
+  /** Partitions in table order (empty if not partitioned). */
+  partitions: { path: string; major: number; minor: number; start: number; size: number }[];
+  sizeSectors: number;
+  detach(): void;
+}
+
+/** Why root/loop tests cannot run here, or null if they can. */
+export function loopUnavailableReason(): string | null {
+  if (process.getuid?.() !== 0) return 'needs root (loop devices, BPF)';
+  if (!fs.existsSync('/dev/loop-control')) return 'no /dev/loop-control (loop driver missing)';
+  return null;
+}
+
+function devNumbers(devPath: string): { major: number; minor: number } {
+  const name = path.basename(devPath);
+  const [major, minor] = fs.readFileSync(`/sys/class/block/${name}/dev`, 'utf8').trim().split(':').map(Number);
+  return { major, minor };
+}
+
+function scratchDir(): string {
+  // /dev/shm is tmpfs on the host and in the VM; fall back to the OS temp dir.
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  return fs.mkdtempSync(path.join(base, 'iofilter-test-'));
+}
+
+/**
+ * Creates a loop device over a tmpfs file of `sizeMiB`. With `partitions`, writes an
+ * msdos label with partitions of the given sizes in MiB (1 MiB aligned) and attaches
+ * with -P so /dev/loopNpK exist.
+ */
+export function createLoop(sizeMiB: number, partitions: number[] = []): LoopDevice {
+  const dir = scratchDir();
+  const backing = path.join(dir, 'disk.img');
+  execFileSync('truncate', ['-s', `${sizeMiB}M`, backing]);
+  if (partitions.length) {
+    const script = ['label: dos', ...partitions.map((mib) => `size=${mib}MiB, type=83`)].join('\n') + '\n';
+    execFileSync('sfdisk', ['--quiet', backing], { input: script });
+  }
+  const args = ['-f', '--show', '--direct-io=on'];
+  if (partitions.length) args.push('-P');
+  let dev: string;
+  try {
+    dev = execFileSync('losetup', [...args, backing], { encoding: 'utf8' }).trim();
+  } catch {
+    // --direct-io needs O_DIRECT on the backing file, which tmpfs may refuse
+    dev = execFileSync('losetup', [...args.filter((a) => a !== '--direct-io=on'), backing], { encoding: 'utf8' }).trim();
+  }
+  const name = path.basename(dev);
+  const parts: LoopDevice['partitions'] = [];
+  for (let i = 1; i <= partitions.length; i++) {
+    const p = `${dev}p${i}`;
+    const sys = `/sys/class/block/${name}p${i}`;
+    for (let t = 0; t < 100 && !fs.existsSync(sys); t++) spawnSync('sleep', ['0.05']);
+    parts.push({
+      path: p,
+      ...devNumbers(p),
+      start: Number(fs.readFileSync(`${sys}/start`, 'utf8')),
+      size: Number(fs.readFileSync(`${sys}/size`, 'utf8')),
+    });
+  }
+  for (const p of parts) for (let t = 0; t < 100 && !fs.existsSync(p.path); t++) spawnSync('sleep', ['0.05']);
+  return {
+    path: dev,
+    ...devNumbers(dev),
+    backing,
+    partitions: parts,
+    sizeSectors: Number(fs.readFileSync(`/sys/class/block/${name}/size`, 'utf8')),
+    detach() {
+      spawnSync('losetup', ['-d', dev]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface IoResult {
+  ok: boolean;
+  /** dd's stderr, e.g. "Input/output error" on EIO. */
+  stderr: string;
+  eio: boolean;
+}
+
+/**
+ * One direct I/O of `count` 512-byte sectors at sector `sector` of `dev`.
+ * Sector granularity needs the device's logical block size to be 512 (loop default).
+ */
+export function directIo(dev: string, op: 'read' | 'write', sector: number, count = 8): IoResult {
+  const args =
+    op === 'read'
+      ? [`if=${dev}`, 'of=/dev/null', 'iflag=direct', `skip=${sector}`]
+      : ['if=/dev/zero', `of=${dev}`, 'oflag=direct,dsync', `seek=${sector}`, 'conv=notrunc'];
+  const r = spawnSync('dd', [...args, 'bs=512', `count=${count}`, 'status=none'], { encoding: 'utf8' });
+  const stderr = (r.stderr ?? '').trim();
+  return { ok: r.status === 0, stderr, eio: /Input\/output error/.test(stderr) };
+}
