@@ -92,15 +92,16 @@ export interface IoResult {
 }
 
 /**
- * One direct I/O of `count` 512-byte sectors at sector `sector` of `dev`.
- * Sector granularity needs the device's logical block size to be 512 (loop default).
+ * One direct I/O (a single bio on a loop device) of `count` 512-byte sectors at
+ * sector `sector` of `dev`. Needs the device's logical block size to be 512 (loop default).
  */
 export function directIo(dev: string, op: 'read' | 'write', sector: number, count = 8): IoResult {
+  const bytes = sector * 512;
   const args =
     op === 'read'
-      ? [`if=${dev}`, 'of=/dev/null', 'iflag=direct', `skip=${sector}`]
-      : ['if=/dev/zero', `of=${dev}`, 'oflag=direct,dsync', `seek=${sector}`, 'conv=notrunc'];
-  const r = spawnSync('dd', [...args, 'bs=512', `count=${count}`, 'status=none'], { encoding: 'utf8' });
+      ? [`if=${dev}`, 'of=/dev/null', 'iflag=direct,skip_bytes', `skip=${bytes}`]
+      : ['if=/dev/zero', `of=${dev}`, 'oflag=direct,seek_bytes', `seek=${bytes}`, 'conv=notrunc'];
+  const r = spawnSync('dd', [...args, `bs=${count * 512}`, 'count=1', 'status=none'], { encoding: 'utf8' });
   const stderr = (r.stderr ?? '').trim();
   return { ok: r.status === 0, stderr, eio: /Input\/output error/.test(stderr) };
 }
