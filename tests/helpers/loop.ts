@@ -59,6 +59,13 @@ export function createLoop(sizeMiB: number, partitions: number[] = []): LoopDevi
   }
   const name = path.basename(dev);
   const parts: LoopDevice['partitions'] = [];
+  if (partitions.length) {
+    for (let t = 0; t < 20 && !fs.existsSync(`/sys/class/block/${name}p1`); t++) spawnSync('sleep', ['0.05']);
+    // A kernel without partition-table parsers (e.g. no CONFIG_MSDOS_PARTITION, as on
+    // this project's CI hosts) ignores -P; partx reads the table itself and adds the
+    // partitions with the BLKPG ioctl, which every kernel has.
+    if (!fs.existsSync(`/sys/class/block/${name}p1`)) execFileSync('partx', ['--add', dev]);
+  }
   for (let i = 1; i <= partitions.length; i++) {
     const p = `${dev}p${i}`;
     const sys = `/sys/class/block/${name}p${i}`;

@@ -1,0 +1,219 @@
+// Host-kernel tests of the native binding: observe mode on real loop devices (this
+// host's kernel cannot fail I/O; it can count what would fail, exactly).
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as native from '../../native';
+import { createLoop, directIo, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+
+const skipReason = loopUnavailableReason();
+const d = skipReason ? describe.skip : describe;
+if (skipReason) console.warn(`host binding tests skipped: ${skipReason}`);
+
+const ADDON = path.join(__dirname, '..', '..', 'build', 'Release', 'iofilter.node');
+const pinDir = `/sys/fs/bpf/iofilter-test-${process.pid}`;
+const dev = (l: { major: number; minor: number }) => ({ major: l.major, minor: l.minor });
+const counts = (f: native.FilterInfo | null) => f!.ranges.map((r) => `${r.matched}/${r.failed}`);
+
+d('native binding on the host kernel (observe mode)', () => {
+  let f: native.Filterer;
+  let disk: LoopDevice; // unpartitioned, 64 MiB
+  let pdisk: LoopDevice; // two partitions of 16 MiB
+
+  beforeAll(async () => {
+    disk = createLoop(64);
+    pdisk = createLoop(40, [16, 16]);
+    f = await native.attach({ mode: 'observe', pinDir });
+  });
+  afterAll(async () => {
+    try {
+      if (fs.existsSync(pinDir)) await (await native.adopt(pinDir))?.detach();
+    } finally {
+      disk?.detach();
+      pdisk?.detach();
+    }
+  });
+  afterEach(() => {
+    for (const x of f.listFilters()) f.deleteFilter(x.device);
+  });
+
+  test('probe reports what this kernel can do, with reasons', async () => {
+    const caps = await native.probe();
+    expect(caps.kernelRelease).toBe(execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim());
+    expect(caps.btf).toBe(true);
+    const observe = caps.modes.find((m) => m.mode === 'observe')!;
+    expect(observe.available).toBe(true);
+    for (const m of caps.modes.filter((m) => !m.available)) expect(m.reason).toMatch(/\w{10}/);
+    console.log('capabilities:', JSON.stringify(caps, null, 1));
+  });
+
+  test('attach state names the mode, hook and ids, and the pins exist', () => {
+    expect(f.state.mode).toBe('observe');
+    expect(f.state.adopted).toBe(false);
+    expect(f.state.hook).toMatch(/block_bio_queue|should_fail_bio/);
+    expect(fs.readdirSync(pinDir).sort()).toEqual(['counters', 'disks', `link_${f.state.hook.startsWith('tp_btf') ? 'iofilter_observe_tp' : 'iofilter_observe_fentry'}`, 'state'].sort());
+    const progs = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(f.state.progIds[0])], { encoding: 'utf8' }));
+    expect(progs.name).toMatch(/^iofilter_obse/);
+    const link = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show', 'id', String(f.state.linkIds[0])], { encoding: 'utf8' }));
+    expect(link.prog_id).toBe(f.state.progIds[0]);
+  });
+
+  test('counters show exactly which direct I/Os would fail', () => {
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, size: BigInt(disk.sizeSectors),
+      ranges: [{ start: 1000n, end: 1999n, ops: ['write'] }, { start: 5000n, end: 5007n, ops: ['read'] }] });
+    // [1000,1999] write
+    expect(directIo(disk.path, 'write', 1200, 8).ok).toBe(true); // inside
+    expect(directIo(disk.path, 'write', 996, 8).ok).toBe(true); // overlaps start
+    expect(directIo(disk.path, 'write', 1996, 8).ok).toBe(true); // overlaps end
+    expect(directIo(disk.path, 'write', 2000, 8).ok).toBe(true); // adjacent after: no
+    expect(directIo(disk.path, 'write', 992, 8).ok).toBe(true); // adjacent before: no
+    expect(directIo(disk.path, 'read', 1200, 8).ok).toBe(true); // wrong op: no
+    // [5000,5007] read
+    expect(directIo(disk.path, 'read', 4992, 32).ok).toBe(true); // spans the whole range
+    expect(directIo(disk.path, 'write', 5000, 8).ok).toBe(true); // wrong op: no
+    expect(counts(f.getFilter(dev(disk)))).toEqual(['3/3', '1/1']);
+  });
+
+  test('partition filter: I/O through the whole disk onto its sectors counts, other partition does not', () => {
+    const [p1, p2] = pdisk.partitions;
+    f.putFilter({ device: dev(p1), disk: dev(pdisk), offset: BigInt(p1.start), size: BigInt(p1.size),
+      ranges: [{ start: 100n, end: 199n, ops: ['write', 'read'] }] });
+    expect(directIo(p1.path, 'write', 150, 8).ok).toBe(true); // through the partition: yes
+    expect(directIo(pdisk.path, 'read', p1.start + 100, 8).ok).toBe(true); // through the disk: yes
+    expect(directIo(pdisk.path, 'read', p1.start + 200, 8).ok).toBe(true); // disk, past the range: no
+    expect(directIo(p2.path, 'write', 150, 8).ok).toBe(true); // other partition, same relative sector: no
+    expect(counts(f.getFilter(dev(p1)))).toEqual(['2/2']);
+  });
+
+  test('whole-disk filter: I/O through a partition onto its sectors counts', () => {
+    const [, p2] = pdisk.partitions;
+    f.putFilter({ device: dev(pdisk), disk: dev(pdisk), offset: 0n, size: BigInt(pdisk.sizeSectors),
+      ranges: [{ start: BigInt(p2.start + 64), end: BigInt(p2.start + 71), ops: ['read'] }] });
+    expect(directIo(p2.path, 'read', 60, 8).ok).toBe(true); // p2 [60,67] -> disk overlaps: yes
+    expect(directIo(p2.path, 'read', 72, 8).ok).toBe(true); // p2 [72,79]: adjacent after: no
+    expect(counts(f.getFilter(dev(pdisk)))).toEqual(['1/1']);
+  });
+
+  test('no ranges = the whole device with the given ops', () => {
+    const [, p2] = pdisk.partitions;
+    const info = f.putFilter({ device: dev(p2), disk: dev(pdisk), offset: BigInt(p2.start), size: BigInt(p2.size), ranges: [], wholeOps: ['write'] });
+    expect(info.whole).toBe(true);
+    expect(info.ranges).toEqual([{ start: 0n, end: BigInt(p2.size - 1), ops: ['write'], matched: 0n, failed: 0n }]);
+    directIo(p2.path, 'write', p2.size - 8, 8);
+    directIo(pdisk.path, 'write', p2.start - 8, 8); // just before p2 through the disk: no
+    expect(counts(f.getFilter(dev(p2)))).toEqual(['1/1']);
+  });
+
+  test('max failures: exactly K would fail, the rest pass', () => {
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['write'] }], maxFailures: 3n });
+    for (let i = 0; i < 7; i++) directIo(disk.path, 'write', 0, 8);
+    const info = f.getFilter(dev(disk))!;
+    expect(counts(info)).toEqual(['7/3']);
+    expect(info.failures).toBe(3n);
+  });
+
+  test('probability: roughly 1 in 4 of 400 I/Os would fail', () => {
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['read'] }], probability: 0.25 });
+    for (let i = 0; i < 400; i++) directIo(disk.path, 'read', 0, 8);
+    const [r] = f.getFilter(dev(disk))!.ranges;
+    expect(r.matched).toBe(400n);
+    // binomial(400, 0.25): mean 100, sd 8.7; +-5 sd
+    expect(Number(r.failed)).toBeGreaterThan(56);
+    expect(Number(r.failed)).toBeLessThan(144);
+  });
+
+  test('expiry is enforced by the program: after the TTL nothing counts; reapExpired removes it', async () => {
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['write'] }], ttlMs: 300 });
+    directIo(disk.path, 'write', 0, 8);
+    expect(f.getFilter(dev(disk))!.remainingMs).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 400));
+    directIo(disk.path, 'write', 0, 8);
+    const info = f.getFilter(dev(disk))!;
+    expect(counts(info)).toEqual(['1/1']);
+    expect(info.remainingMs).toBe(0);
+    expect(f.reapExpired()).toBe(1);
+    expect(f.getFilter(dev(disk))).toBeNull();
+  });
+
+  test('replacing a partition filter keeps the counters of the other filters on the disk', () => {
+    const [p1, p2] = pdisk.partitions;
+    const spec = (p: typeof p1, ops: native.Op[]) => ({ device: dev(p), disk: dev(pdisk), offset: BigInt(p.start), size: BigInt(p.size), ranges: [{ start: 0n, end: 99n, ops }] });
+    f.putFilter(spec(p1, ['write']));
+    f.putFilter(spec(p2, ['write']));
+    directIo(p1.path, 'write', 0, 8);
+    f.putFilter(spec(p2, ['read'])); // replace p2's filter
+    expect(counts(f.getFilter(dev(p1)))).toEqual(['1/1']);
+    expect(f.getFilter(dev(p2))!.ranges[0].ops).toEqual(['read']);
+  });
+
+  test('bad input throws and changes nothing', () => {
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 9n, ops: ['write'] }] });
+    const before = JSON.stringify(f.listFilters(), (_k, v) => (typeof v === 'bigint' ? String(v) : v));
+    const base = { device: dev(disk), disk: dev(disk), offset: 0n };
+    const bad: [string, unknown, RegExp, ErrorConstructor][] = [
+      ['start > end', { ...base, ranges: [{ start: 9n, end: 1n, ops: ['read'] }] }, /start 9 > end 1/, RangeError],
+      ['too many ranges', { ...base, ranges: Array.from({ length: 65 }, (_, i) => ({ start: BigInt(i * 10), end: BigInt(i * 10 + 1), ops: ['read'] })) }, /too many ranges/, RangeError],
+      ['unknown op', { ...base, ranges: [{ start: 0n, end: 1n, ops: ['frobnicate'] }] }, /unknown op 'frobnicate'/, RangeError],
+      ['no op', { ...base, ranges: [{ start: 0n, end: 1n, ops: [] }] }, /selects no operation/, RangeError],
+      ['device 0:0', { ...base, device: { major: 0, minor: 0 } }, /0:0/, RangeError],
+      ['probability 0', { ...base, ranges: [], size: 100n, probability: 0 }, /probability/, RangeError],
+      ['probability 1.5', { ...base, ranges: [], size: 100n, probability: 1.5 }, /probability/, RangeError],
+      ['probability NaN', { ...base, ranges: [], size: 100n, probability: NaN }, /probability/, RangeError],
+      ['negative sector', { ...base, ranges: [{ start: -1n, end: 1n, ops: ['read'] }] }, /negative/, RangeError],
+      ['sector > 2^64-1', { ...base, ranges: [{ start: 0n, end: 1n << 64n, ops: ['read'] }] }, /2\^64-1/, RangeError],
+      ['beyond the device', { ...base, size: 100n, ranges: [{ start: 0n, end: 100n, ops: ['read'] }] }, /beyond the device/, RangeError],
+      ['no ranges, no size', { ...base, ranges: [] }, /whole device/, RangeError],
+      ['ranges not an array', { ...base, ranges: 'all' }, /ranges must be an array/, TypeError],
+      ['not an object', 42, /must be an object/, TypeError],
+    ];
+    for (const [name, spec, msg, type] of bad) {
+      let err: unknown;
+      try {
+        f.putFilter(spec as native.FilterSpec);
+      } catch (e) {
+        err = e;
+      }
+      expect({ name, type: (err as Error)?.constructor?.name }).toEqual({ name, type: type.name });
+      expect((err as Error).message).toMatch(msg);
+    }
+    expect(JSON.stringify(f.listFilters(), (_k, v) => (typeof v === 'bigint' ? String(v) : v))).toBe(before);
+  });
+
+  test('a second process adopts the pins and sees the same filters and counters; detach leaves nothing', async () => {
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['write'] }] });
+    directIo(disk.path, 'write', 8, 8);
+    const script = `
+      const a = require(${JSON.stringify(ADDON)});
+      a.adopt(${JSON.stringify(pinDir)}).then((f) => {
+        const out = { state: f.state, filters: f.listFilters() };
+        f.close();
+        console.log(JSON.stringify(out, (k, v) => typeof v === 'bigint' ? String(v) : v));
+      });`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }));
+    expect(out.state.adopted).toBe(true);
+    expect(out.state.progIds).toEqual(f.state.progIds);
+    expect(out.filters).toHaveLength(1);
+    expect(out.filters[0].ranges[0]).toMatchObject({ start: '0', end: '99', matched: '1', failed: '1' });
+
+    // attaching again adopts instead of attaching twice
+    const again = await native.attach({ mode: 'observe', pinDir });
+    expect(again.state.adopted).toBe(true);
+    expect(again.state.progIds).toEqual(f.state.progIds);
+    again.close();
+
+    await f.detach();
+    expect(fs.existsSync(pinDir)).toBe(false);
+    const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' }));
+    expect(links.some((l: { id: number }) => l.id === f.state.linkIds[0])).toBe(false);
+    expect(() => f.listFilters()).toThrow(/closed/);
+    f = await native.attach({ mode: 'observe', pinDir }); // for afterEach/afterAll
+  });
+
+  test('forced modes this kernel lacks are refused with the reason', async () => {
+    const caps = await native.probe();
+    for (const m of caps.modes.filter((m) => !m.available)) {
+      await expect(native.attach({ mode: m.mode, pinDir: `${pinDir}-x` })).rejects.toMatchObject({ code: 'ENOTSUP' });
+      expect(fs.existsSync(`${pinDir}-x`)).toBe(false);
+    }
+  });
+});
