@@ -7,6 +7,7 @@ export interface Limits {
   'maxFiltersPerDisk'?: (number);
   'maxTtlMs'?: (number | string | Long);
   'defaultTtlMs'?: (number | string | Long);
+  'allowNoTtl'?: (boolean);
 }
 
 export interface Limits__Output {
@@ -14,4 +15,5 @@ export interface Limits__Output {
   'maxFiltersPerDisk': (number);
   'maxTtlMs': (string);
   'defaultTtlMs': (string);
+  'allowNoTtl': (boolean);
 }

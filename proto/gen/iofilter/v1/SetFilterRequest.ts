@@ -11,6 +11,7 @@ export interface SetFilterRequest {
   'ttlMs'?: (number | string | Long);
   'probability'?: (number | string);
   'maxFailures'?: (number | string | Long);
+  '_probability'?: "probability";
 }
 
 export interface SetFilterRequest__Output {
@@ -18,6 +19,7 @@ export interface SetFilterRequest__Output {
   'ranges': (_iofilter_v1_Range__Output)[];
   'wholeDeviceOps': (_iofilter_v1_Op__Output)[];
   'ttlMs': (string);
-  'probability': (number);
+  'probability'?: (number);
   'maxFailures': (string);
+  '_probability'?: "probability";
 }

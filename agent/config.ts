@@ -1,0 +1,128 @@
+// Agent configuration: the JSON file (--config) merged under command-line flags, with
+// defaults that are safe (loopback only, kernel-enforced TTL on every filter).
+import * as fs from 'node:fs';
+
+export type AttachOnStart = 'auto' | 'fmod_ret' | 'kprobe' | 'observe' | 'none';
+export type Role = 'viewer' | 'operator';
+
+export interface AgentConfig {
+  listen: string; // host:port, [v6]:port or unix:/path
+  pinDir: string;
+  attach: AttachOnStart;
+  maxDisks: number;
+  logLevel: string;
+  tls?: { cert: string; key: string; clientCa: string };
+  insecure: boolean; // allow a non-loopback listener without mTLS (logged loudly)
+  roles: Record<string, Role>; // client certificate identity (CN or SAN) -> role
+  protect: { allow: string[] }; // devices allowed despite holding / or the agent's files
+  ttl: { maxMs: number; defaultMs: number; allowNoTtl: boolean };
+  auditLog?: string;
+  maxMessageBytes: number;
+}
+
+export const DEFAULTS: AgentConfig = {
+  listen: '127.0.0.1:50051',
+  pinDir: '/sys/fs/bpf/iofilter',
+  attach: 'auto',
+  maxDisks: 1024,
+  logLevel: 'info',
+  insecure: false,
+  roles: {},
+  protect: { allow: [] },
+  ttl: { maxMs: 3_600_000, defaultMs: 3_600_000, allowNoTtl: false },
+  maxMessageBytes: 1 << 20,
+};
+
+export class ConfigError extends Error {}
+
+const ATTACH = ['auto', 'fmod_ret', 'kprobe', 'observe', 'none'];
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+type Shape = Record<string, (v: unknown, at: string) => unknown>;
+
+const str = (v: unknown, at: string) => {
+  if (typeof v !== 'string' || !v) throw new ConfigError(`${at} must be a non-empty string`);
+  return v;
+};
+const bool = (v: unknown, at: string) => {
+  if (typeof v !== 'boolean') throw new ConfigError(`${at} must be true or false`);
+  return v;
+};
+const int = (min: number, max: number) => (v: unknown, at: string) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new ConfigError(`${at} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+  return v;
+};
+const oneOf = (choices: string[]) => (v: unknown, at: string) => {
+  if (typeof v !== 'string' || !choices.includes(v)) throw new ConfigError(`${at} must be one of ${choices.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+};
+const object = (shape: Shape, required: string[] = []) => (v: unknown, at: string) => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${at} must be an object`);
+  const out: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (!(k in shape)) throw new ConfigError(`unknown key ${at ? at + '.' : ''}${k} (known: ${Object.keys(shape).join(', ')})`);
+    out[k] = shape[k](val, at ? `${at}.${k}` : k);
+  }
+  for (const k of required) if (!(k in out)) throw new ConfigError(`${at}.${k} is required`);
+  return out;
+};
+
+const SCHEMA = object({
+  listen: str,
+  pinDir: str,
+  attach: oneOf(ATTACH),
+  maxDisks: int(1, 1 << 20),
+  logLevel: oneOf(LEVELS),
+  tls: object({ cert: str, key: str, clientCa: str }, ['cert', 'key', 'clientCa']),
+  insecure: bool,
+  roles: (v, at) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${at} must be an object {identity: role}`);
+    for (const [id, role] of Object.entries(v)) oneOf(['viewer', 'operator'])(role, `${at}.${id}`);
+    return v;
+  },
+  protect: object({
+    allow: (v, at) => {
+      if (!Array.isArray(v)) throw new ConfigError(`${at} must be an array of devices`);
+      return v.map((d, i) => str(d, `${at}[${i}]`));
+    },
+  }),
+  ttl: object({ maxMs: int(1, 365 * 86_400_000), defaultMs: int(1, 365 * 86_400_000), allowNoTtl: bool }),
+  auditLog: str,
+  maxMessageBytes: int(1024, 64 << 20),
+});
+
+/** Validates a partial config (file or flags) and merges it over the defaults. */
+export function resolveConfig(...layers: Partial<AgentConfig>[]): AgentConfig {
+  let cfg: AgentConfig = structuredClone(DEFAULTS);
+  for (const layer of layers) {
+    const clean = SCHEMA(stripUndefined(layer), '') as Partial<AgentConfig>;
+    cfg = {
+      ...cfg,
+      ...clean,
+      ttl: { ...cfg.ttl, ...(clean.ttl ?? {}) },
+      protect: { ...cfg.protect, ...(clean.protect ?? {}) },
+    };
+  }
+  if (cfg.ttl.defaultMs > cfg.ttl.maxMs)
+    throw new ConfigError(`ttl.defaultMs (${cfg.ttl.defaultMs}) exceeds ttl.maxMs (${cfg.ttl.maxMs})`);
+  return cfg;
+}
+
+export function loadConfigFile(file: string): Partial<AgentConfig> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,85 @@
+// Turns a SetFilter request into a native FilterSpec, or an INVALID_ARGUMENT that
+// names the field and the value. Runs before anything reaches the kernel.
+import type * as native from '../native';
+import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
+import type { DeviceInfo } from './devices';
+import { invalid } from './errors';
+
+export interface Policy {
+  maxRanges: number;
+  ttl: { maxMs: number; defaultMs: number; allowNoTtl: boolean };
+}
+
+const OP_NAMES: Record<string, native.Op> = {
+  OP_READ: 'read',
+  OP_WRITE: 'write',
+  OP_FLUSH: 'flush',
+  OP_DISCARD: 'discard',
+  OP_WRITE_ZEROES: 'write_zeroes',
+};
+export const OP_ENUM: Record<native.Op, string> = Object.fromEntries(
+  Object.entries(OP_NAMES).map(([k, v]) => [v, k]),
+) as Record<native.Op, string>;
+
+const U64_MAX = (1n << 64n) - 1n;
+
+function toBig(v: unknown, field: string): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v);
+  throw invalid(`${field}: ${JSON.stringify(v)} is not an integer`);
+}
+
+export function parseOps(ops: unknown, field: string): native.Op[] {
+  if (!Array.isArray(ops) || ops.length === 0) throw invalid(`${field}: select at least one operation (read, write, flush, discard, write_zeroes)`);
+  const out = new Set<native.Op>();
+  for (const o of ops) {
+    const op = typeof o === 'string' ? OP_NAMES[o] : undefined;
+    if (!op) throw invalid(`${field}: unknown op ${JSON.stringify(o)} (OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD, OP_WRITE_ZEROES)`);
+    out.add(op);
+  }
+  return [...out];
+}
+
+/** The TTL the kernel will enforce, in ms (0: none), per the agent's policy. */
+export function effectiveTtl(ttlMs: unknown, policy: Policy['ttl']): number {
+  const ttl = toBig(ttlMs ?? 0, 'ttl_ms');
+  if (ttl < 0n) throw invalid(`ttl_ms: ${ttl} is negative`);
+  if (ttl > BigInt(policy.maxMs)) throw invalid(`ttl_ms: ${ttl} exceeds this agent's maximum TTL of ${policy.maxMs} ms`);
+  if (ttl === 0n) return policy.allowNoTtl ? 0 : policy.defaultMs;
+  return Number(ttl);
+}
+
+export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, policy: Policy): native.FilterSpec {
+  const ranges = req.ranges ?? [];
+  if (ranges.length > policy.maxRanges)
+    throw invalid(`ranges: ${ranges.length} given, limit ${policy.maxRanges} per disk`);
+  const wholeOps = req.wholeDeviceOps ?? [];
+  if (ranges.length && wholeOps.length) throw invalid('whole_device_ops: give either ranges (each with its ops) or whole_device_ops, not both');
+  const last = dev.size - 1n;
+  const spec: native.FilterSpec = {
+    device: { major: dev.major, minor: dev.minor },
+    disk: { major: dev.disk.major, minor: dev.disk.minor },
+    offset: dev.start,
+    size: dev.size,
+    ranges: ranges.map((r, i) => {
+      const start = toBig(r.start, `ranges[${i}].start`);
+      const end = toBig(r.end, `ranges[${i}].end`);
+      if (start < 0n || end < 0n || end > U64_MAX) throw invalid(`ranges[${i}]: sectors must be in 0..2^64-1`);
+      if (start > end) throw invalid(`ranges[${i}]: start ${start} > end ${end}`);
+      if (end > last) throw invalid(`ranges[${i}]: end ${end} is beyond the last sector ${last} of ${dev.name} (${dev.major}:${dev.minor})`);
+      return { start, end, ops: parseOps(r.ops, `ranges[${i}].ops`) };
+    }),
+    ttlMs: effectiveTtl(req.ttlMs, policy.ttl),
+  };
+  if (!ranges.length) spec.wholeOps = parseOps(wholeOps, 'whole_device_ops');
+  if (req.probability !== undefined && req.probability !== null) {
+    const p = Number(req.probability);
+    if (!(p > 0 && p <= 1)) throw invalid(`probability: ${req.probability} must be in (0, 1]`);
+    if (p < 1) spec.probability = p;
+  }
+  const maxFailures = toBig(req.maxFailures ?? '0', 'max_failures');
+  if (maxFailures < 0n || maxFailures > U64_MAX) throw invalid(`max_failures: ${maxFailures} is out of range`);
+  if (maxFailures > 0n) spec.maxFailures = maxFailures;
+  return spec;
+}

@@ -1,0 +1,123 @@
+// Pure parsing and validation of what people type: hosts, devices, sector ranges,
+// durations. Everything here throws UsageError before any network call is made.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+
+export class UsageError extends Error {}
+
+export const DEFAULT_PORT = 50051;
+
+/** "db1" -> "db1:50051"; "db1:7000", "[::1]:7000", "::1", "unix:/run/x.sock" as given. */
+export function normalizeHost(raw: string): string {
+  const h = raw.trim();
+  if (!h) throw new UsageError('empty host');
+  if (h.startsWith('unix:')) {
+    if (h.length <= 5) throw new UsageError(`host "${raw}": unix: needs a socket path`);
+    return h;
+  }
+  let host: string;
+  let port: string | undefined;
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(h);
+  if (v6) {
+    [host, port] = [v6[1], v6[2]];
+    if (!net.isIPv6(host)) throw new UsageError(`host "${raw}": ${host} is not an IPv6 address`);
+    return `[${host}]:${checkPort(port, raw)}`;
+  }
+  if (net.isIPv6(h)) return `[${h}]:${DEFAULT_PORT}`;
+  const i = h.lastIndexOf(':');
+  [host, port] = i >= 0 ? [h.slice(0, i), h.slice(i + 1)] : [h, undefined];
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) throw new UsageError(`host "${raw}": "${host}" is not a host name or address`);
+  return `${host}:${checkPort(port, raw)}`;
+}
+
+function checkPort(port: string | undefined, raw: string): number {
+  if (port === undefined) return DEFAULT_PORT;
+  const n = Number(port);
+  if (!/^\d+$/.test(port) || n < 1 || n > 65535) throw new UsageError(`host "${raw}": port must be 1-65535`);
+  return n;
+}
+
+/** --host values (repeatable, comma lists) and a hosts file (one per line, # comments); de-duplicated, order kept. */
+export function parseHosts(hostArgs: string[], hostsFile?: string): string[] {
+  const raw: string[] = [];
+  for (const a of hostArgs) raw.push(...a.split(','));
+  if (hostsFile) {
+    let text: string;
+    try {
+      text = fs.readFileSync(hostsFile, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read hosts file ${hostsFile}: ${(e as Error).message}`);
+    }
+    for (const line of text.split('\n')) {
+      const l = line.replace(/#.*/, '').trim();
+      if (l) raw.push(...l.split(/[\s,]+/));
+    }
+  }
+  const out = [...new Set(raw.filter((h) => h.trim()).map(normalizeHost))];
+  if (!out.length) throw new UsageError('no host: give --host H (repeatable, comma lists) or --hosts-file F');
+  return out;
+}
+
+/** "500ms", "30s", "5m", "1h", "1h30m", or a plain number of seconds -> milliseconds. */
+export function parseDuration(s: string, what = 'duration'): number {
+  const t = s.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  let m: RegExpExecArray | null;
+  let pos = 0;
+  while ((m = re.exec(t))) {
+    total += Number(m[1]) * unit[m[2]];
+    pos = re.lastIndex;
+  }
+  if (!t || pos !== t.length) throw new UsageError(`bad ${what} "${s}": use e.g. 500ms, 30s, 5m, 1h30m`);
+  return Math.round(total);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  let s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  return (h ? `${h}h` : '') + (h || m ? `${m}m` : '') + `${s}s`;
+}
+
+/** DEV as the agent takes it: MAJ:MIN or a /dev path (existence is the agent's to check). */
+export function checkDevice(dev: string): string {
+  if (/^\d{1,4}:\d{1,7}$/.test(dev)) {
+    const [maj, min] = dev.split(':').map(Number);
+    if (maj > 4095 || min > (1 << 20) - 1) throw new UsageError(`device "${dev}": MAJ must be <= 4095 and MIN <= 1048575`);
+    if (maj === 0 && min === 0) throw new UsageError('device "0:0" is not a block device');
+    return dev;
+  }
+  if (dev.startsWith('/dev/') && dev.length > 5) return dev;
+  throw new UsageError(`device "${dev}": give MAJ:MIN (e.g. 259:2) or a /dev path`);
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** "START-END" in 512-byte sectors, inclusive, up to 2^64-1. */
+export function parseRange(s: string): { start: string; end: string } {
+  const m = /^(\d+)-(\d+)$/.exec(s.trim());
+  if (!m) throw new UsageError(`bad range "${s}": use START-END in 512-byte sectors, e.g. 2048-4095`);
+  const [start, end] = [BigInt(m[1]), BigInt(m[2])];
+  if (end > U64_MAX) throw new UsageError(`bad range "${s}": sectors go up to 2^64-1`);
+  if (start > end) throw new UsageError(`bad range "${s}": start ${start} > end ${end}`);
+  return { start: String(start), end: String(end) };
+}
+
+export function parseProbability(s: string): number {
+  const p = Number(s);
+  if (!/^\d*\.?\d+(e-?\d+)?$/i.test(s.trim()) || !(p > 0 && p <= 1)) throw new UsageError(`bad probability "${s}": must be a number in (0, 1]`);
+  return p;
+}
+
+export function parseCount(s: string, what: string, min = 0): number | string {
+  if (!/^\d+$/.test(s.trim())) throw new UsageError(`bad ${what} "${s}": must be a whole number`);
+  const n = BigInt(s);
+  if (n < BigInt(min) || n > U64_MAX) throw new UsageError(`bad ${what} "${s}": must be at least ${min}`);
+  return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : String(n);
+}

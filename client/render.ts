@@ -1,0 +1,101 @@
+// How results look to people: one `host:`-prefixed line (or block) per host, status
+// filters as a table, and the summary line. --json bypasses all of this.
+import Table from 'cli-table3';
+import pc from 'picocolors';
+import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
+import type { DeviceRef__Output } from '../proto/gen/iofilter/v1/DeviceRef';
+import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
+import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
+import { formatDuration } from './args';
+import type { HostResult } from './fleet';
+
+type Colors = ReturnType<typeof pc.createColors>;
+
+const opName = (o: string) => o.replace(/^OP_/, '').toLowerCase();
+const modeName = (m: string) => m.replace(/^MODE_/, '').toLowerCase();
+
+export function deviceName(d?: DeviceRef__Output | null): string {
+  if (!d) return '?';
+  return d.name ? `${d.name} (${d.major}:${d.minor})` : `${d.major}:${d.minor}`;
+}
+
+function ttl(f: Filter__Output): string {
+  if (!f.hasExpiry) return 'none';
+  const ms = Number(f.remainingMs);
+  return ms > 0 ? formatDuration(ms) : 'expired';
+}
+
+function extras(f: Filter__Output): string {
+  const parts = [];
+  if (f.probability && f.probability < 1) parts.push(`p=${f.probability}`);
+  if (f.maxFailures !== '0') parts.push(`max ${f.maxFailures} (${f.failures} used)`);
+  return parts.join(' ');
+}
+
+export function describeFilter(f: Filter__Output): string {
+  const ranges = f.wholeDevice
+    ? `whole device ${f.ranges[0]?.ops.map(opName).join(',')}`
+    : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(opName).join(',')}`).join('; ');
+  const x = extras(f);
+  return `${deviceName(f.device)}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}`;
+}
+
+function stateLine(s?: AttachState__Output | null): string {
+  if (!s?.attached) return 'not attached';
+  return `attached ${modeName(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}`;
+}
+
+export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
+  const caps = st.capabilities.map((m) => `${modeName(m.mode)} ${m.available ? c.green('yes') : c.red('no')}`).join(', ');
+  const lines = [
+    `${st.hostname} kernel ${st.kernelRelease}; ${stateLine(st.state)}; ${caps}; agent ${st.agentVersion}`,
+  ];
+  if (!st.state?.attached && st.attachError) lines.push(`  ${c.yellow('not attached:')} ${st.attachError}`);
+  for (const m of st.capabilities.filter((m) => !m.available)) lines.push(`  ${modeName(m.mode)}: ${m.reason}`);
+  if (!st.filters.length) {
+    lines.push('  no filters');
+    return lines;
+  }
+  const observe = st.state?.mode === 'MODE_OBSERVE';
+  const t = new Table({
+    head: ['device', 'ranges (sectors)', 'ops', 'matched', observe ? 'would fail' : 'failed', 'ttl left', 'limits'],
+    style: { head: [], border: [], compact: true },
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+  });
+  for (const f of st.filters) {
+    f.ranges.forEach((r, i) =>
+      t.push([
+        i === 0 ? deviceName(f.device) : '',
+        f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
+        r.ops.map(opName).join(','),
+        r.matched,
+        r.failed,
+        i === 0 ? ttl(f) : '',
+        i === 0 ? extras(f) : '',
+      ]),
+    );
+  }
+  lines.push(...t.toString().split('\n'));
+  return lines;
+}
+
+/** The human lines for one host's result, each prefixed with `host: `. */
+export function hostLines<T>(r: HostResult<T>, render: (v: T) => string[], c: Colors): string[] {
+  const prefix = `${c.bold(r.host)}: `;
+  if (r.outcome === 'ok') return render(r.value as T).map((l) => prefix + l);
+  const tag = r.outcome === 'unreachable' ? c.red('unreachable') : c.red(`error ${r.error?.code}`);
+  return [`${prefix}${tag}: ${r.error?.message}`];
+}
+
+export function summary(results: HostResult<unknown>[]): string {
+  const n = (o: string) => results.filter((r) => r.outcome === o).length;
+  return `${n('ok')} ok, ${n('error')} failed, ${n('unreachable')} unreachable`;
+}
+
+/** JSON-safe view of one host's result: one line per host with --json. */
+export function jsonLine<T>(r: HostResult<T>): string {
+  const o: Record<string, unknown> = { host: r.host, ok: r.outcome === 'ok', outcome: r.outcome, ms: r.ms };
+  if (r.outcome === 'ok') o.result = r.value;
+  else o.error = r.error;
+  return JSON.stringify(o);
+}
