@@ -85,14 +85,14 @@ function interceptor(auth: Authenticator, audit: AuditLog, log: Logger): grpc.Se
   };
 }
 
-export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: KernelApi): Promise<Agent> {
+export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: KernelApi, sysfs?: string): Promise<Agent> {
   const warning = checkListen(cfg);
   if (warning) log.warn({ listen: cfg.listen }, warning);
   const creds = serverCredentials(cfg);
   const auth = new Authenticator(cfg);
   const audit = new AuditLog(cfg.auditLog);
   const ownFiles = [__dirname, process.execPath, ...(cfg.auditLog ? [cfg.auditLog] : [])];
-  const core = new IoFilterCore(cfg, log, kernel, ownFiles);
+  const core = new IoFilterCore(cfg, log, kernel, ownFiles, sysfs);
   await core.start();
 
   const server = new grpc.Server({

@@ -51,6 +51,8 @@ export class IoFilterCore {
     private readonly kernel: KernelApi = native,
     /** Files whose filesystem must stay writable (the agent itself, its logs). */
     private readonly ownFiles: string[] = [],
+    /** Where block devices are looked up (tests point it at a fake tree). */
+    private readonly sysfs = '/sys',
   ) {}
 
   /** Probes, then adopts existing pins or attaches as configured. Never throws for a kernel that lacks a mode. */
@@ -161,7 +163,7 @@ export class IoFilterCore {
   setFilter(req: SetFilterRequest__Output): Promise<Filter> {
     return this.serial(() => {
       const f = this.attached();
-      const dev = resolveDevice(req.device);
+      const dev = resolveDevice(req.device, this.sysfs);
       const spec = toFilterSpec(req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl });
       checkProtected(spec, dev, this.extents);
       let info: native.FilterInfo;
@@ -181,7 +183,7 @@ export class IoFilterCore {
       let dev: DeviceInfo | null = null;
       let nums: { major: number; minor: number };
       try {
-        dev = resolveDevice(device);
+        dev = resolveDevice(device, this.sysfs);
         nums = dev;
       } catch (e) {
         if (device.startsWith('/')) throw e;
@@ -231,7 +233,7 @@ export class IoFilterCore {
   private toFilter(f: native.FilterInfo, dev?: DeviceInfo): Filter {
     let ref: DeviceRef;
     try {
-      ref = this.ref(dev ?? resolveDevice(`${f.device.major}:${f.device.minor}`));
+      ref = this.ref(dev ?? resolveDevice(`${f.device.major}:${f.device.minor}`, this.sysfs));
     } catch {
       // the device went away (e.g. a detached loop device); the filter is still there
       ref = { major: f.device.major, minor: f.device.minor, sizeSectors: String(f.size), startSector: String(f.offset) };
