@@ -113,7 +113,8 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Reco
   try {
     program.parse(argv, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')) return null;
+    // --help and --version end here with 0; help shown for a missing command is a usage error
+    if (e instanceof CommanderError && e.exitCode === 0) return null;
     throw e;
   }
   if (!plan) throw new UsageError('no command: attach, detach, status, delete DEV or set DEV (see --help)');
