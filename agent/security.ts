@@ -52,7 +52,10 @@ export function serverCredentials(cfg: AgentConfig): grpc.ServerCredentials {
   // Ask for the client certificate but verify it here, so that a missing or foreign
   // certificate gets a gRPC UNAUTHENTICATED the client can read instead of a bare
   // TLS handshake failure.
-  (creds as unknown as { options: Record<string, unknown> }).options.rejectUnauthorized = false;
+  // (grpc-js keeps the tls.createServer options in serverConstructorOptions.)
+  const opts = (creds as unknown as { serverConstructorOptions?: Record<string, unknown> }).serverConstructorOptions;
+  if (!opts || opts.requestCert !== true) throw new Error('@grpc/grpc-js internals changed: cannot request client certificates');
+  opts.rejectUnauthorized = false;
   return creds;
 }
 
@@ -64,23 +67,22 @@ export interface Caller {
 }
 
 export class Authenticator {
-  private readonly ca?: X509Certificate;
-  constructor(private readonly cfg: AgentConfig) {
-    if (cfg.tls) this.ca = new X509Certificate(fs.readFileSync(cfg.tls.clientCa));
-  }
+  constructor(private readonly cfg: AgentConfig) {}
 
   identify(call: grpc.ServerInterceptingCallInterface): Caller {
     const peer = call.getPeer();
-    if (!this.ca) return { peer, identity: 'local', role: 'operator' };
+    if (!this.cfg.tls) return { peer, identity: 'local', role: 'operator' };
+    // grpc-js shows the certificate only once TLS has verified it against the client
+    // CA (chain and dates), so "none" covers both a missing and a foreign certificate
     const pc = call.getAuthContext()?.sslPeerCertificate;
-    if (!pc?.raw) return { peer, identity: '', role: null, error: { code: grpc.status.UNAUTHENTICATED, details: 'a client certificate is required (mTLS)' } };
-    const cert = new X509Certificate(pc.raw);
-    const now = Date.now();
-    if (!cert.checkIssued(this.ca) || !cert.verify(this.ca.publicKey))
-      return { peer, identity: '', role: null, error: { code: grpc.status.UNAUTHENTICATED, details: 'client certificate is not signed by this agent\'s client CA' } };
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo))
-      return { peer, identity: '', role: null, error: { code: grpc.status.UNAUTHENTICATED, details: 'client certificate is expired or not yet valid' } };
-    const ids = identities(cert);
+    if (!pc?.raw)
+      return {
+        peer,
+        identity: '',
+        role: null,
+        error: { code: grpc.status.UNAUTHENTICATED, details: "no verified client certificate: present one signed by this agent's client CA (mTLS)" },
+      };
+    const ids = identities(new X509Certificate(pc.raw));
     const roles = ids.map((id) => this.cfg.roles[id]).filter(Boolean);
     const role: Role | null = roles.includes('operator') ? 'operator' : roles.includes('viewer') ? 'viewer' : null;
     const identity = ids.find((id) => this.cfg.roles[id]) ?? ids[0] ?? '';

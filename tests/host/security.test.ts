@@ -1,0 +1,308 @@
+// Safety and security against a real agent: mTLS with roles, the listen rule,
+// protected devices, the audit trail, and a fuzz run that must change nothing.
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { IoFilterClient } from '../../client';
+import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { freePort } from '../helpers/vm';
+
+const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
+if (skipReason) console.warn(`host security tests skipped: ${skipReason}`);
+const d = skipReason ? describe.skip : describe;
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-sec-'));
+const f = (name: string) => path.join(tmp, name);
+
+function openssl(...args: string[]) {
+  execFileSync('openssl', args, { stdio: 'pipe' });
+}
+/** A CA, and certificates it signs: server for 127.0.0.1, and clients by CN. */
+function makeCa(name: string) {
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.crt`));
+}
+function makeCert(ca: string, cn: string, server = false) {
+  const ext = f(`${cn}-${ca}.ext`);
+  fs.writeFileSync(ext, server ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' : `subjectAltName=DNS:${cn}.clients.example\nextendedKeyUsage=clientAuth\n`);
+  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${cn}`, '-keyout', f(`${cn}-${ca}.key`), '-out', f(`${cn}-${ca}.csr`));
+  openssl('x509', '-req', '-in', f(`${cn}-${ca}.csr`), '-CA', f(`${ca}.crt`), '-CAkey', f(`${ca}.key`), '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', f(`${cn}-${ca}.crt`));
+}
+const tlsOf = (cn: string, ca = 'ca') => ({ ca: f('ca.crt'), cert: f(`${cn}-${ca}.crt`), key: f(`${cn}-${ca}.key`) });
+const codeOf = async (p: Promise<unknown>) => p.then(() => 'OK', (e) => grpc.status[e.code] as string);
+
+d('mTLS, roles and the audit trail', () => {
+  let agent: RunningAgent;
+  let disk: LoopDevice;
+  const auditLog = f('audit.jsonl');
+  const pinDir = `/sys/fs/bpf/iofilter-sec-test-${process.pid}`;
+  let mutations = 0; // mutating calls this test makes, accepted or not
+
+  beforeAll(async () => {
+    makeCa('ca');
+    makeCa('otherca');
+    makeCert('ca', 'agent', true);
+    for (const cn of ['alice', 'bob', 'mallory']) makeCert('ca', cn);
+    makeCert('otherca', 'alice');
+    fs.writeFileSync(f('agent.json'), JSON.stringify({
+      tls: { cert: f('agent-ca.crt'), key: f('agent-ca.key'), clientCa: f('ca.crt') },
+      roles: { alice: 'operator', 'bob.clients.example': 'viewer' },
+      auditLog,
+    }));
+    disk = createLoop(16);
+    const port = await freePort();
+    agent = await startAgent({ pinDir, listen: `127.0.0.1:${port}`, args: ['--config', f('agent.json')], waitReady: false });
+    const c = new IoFilterClient(agent.address, { tls: tlsOf('alice'), timeoutMs: 2000 });
+    for (let i = 0; ; i++) {
+      try {
+        await c.status();
+        break;
+      } catch (e) {
+        if (i > 100) throw new Error(`TLS agent did not answer: ${(e as Error).message}\n${agent.logs()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    c.close();
+  });
+  afterAll(async () => {
+    const c = new IoFilterClient(agent.address, { tls: tlsOf('alice') });
+    await c.detach().catch(() => undefined);
+    c.close();
+    await agent?.stop();
+    disk?.detach();
+  });
+
+  test('an operator certificate (CN) may set, delete and read', async () => {
+    const c = new IoFilterClient(agent.address, { tls: tlsOf('alice') });
+    expect(await codeOf(c.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('OK');
+    expect(await codeOf(c.deleteFilter(disk.path))).toBe('OK');
+    mutations += 2;
+    expect(await codeOf(c.status())).toBe('OK');
+    c.close();
+  });
+
+  test('a viewer certificate (matched by SAN) may read but not set', async () => {
+    const c = new IoFilterClient(agent.address, { tls: tlsOf('bob') });
+    expect(await codeOf(c.status())).toBe('OK');
+    const err = await c.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'] }).catch((e) => e);
+    mutations++;
+    expect(grpc.status[err.code]).toBe('PERMISSION_DENIED');
+    expect(err.details).toMatch(/viewer; SetFilter needs operator/);
+    expect(await codeOf(c.detach())).toBe('PERMISSION_DENIED');
+    mutations++;
+    c.close();
+  });
+
+  test('an unknown identity is denied; a certificate from another CA and no certificate are unauthenticated', async () => {
+    const unknown = new IoFilterClient(agent.address, { tls: tlsOf('mallory') });
+    expect(await codeOf(unknown.status())).toBe('PERMISSION_DENIED');
+    expect(await codeOf(unknown.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('PERMISSION_DENIED');
+    mutations++;
+    unknown.close();
+
+    const foreign = new IoFilterClient(agent.address, { tls: { ...tlsOf('alice', 'otherca'), ca: f('ca.crt') } });
+    const e1 = await foreign.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'] }).catch((e) => e);
+    mutations++;
+    expect(grpc.status[e1.code]).toBe('UNAUTHENTICATED');
+    expect(e1.details).toMatch(/no verified client certificate/);
+    foreign.close();
+
+    const noCert = new IoFilterClient(agent.address, {}, grpc.credentials.createSsl(fs.readFileSync(f('ca.crt'))));
+    const e2 = await noCert.attach('observe').catch((e) => e);
+    mutations++;
+    expect(grpc.status[e2.code]).toBe('UNAUTHENTICATED');
+    expect(e2.details).toMatch(/no verified client certificate/);
+    noCert.close();
+
+    const plain = new IoFilterClient(agent.address, { timeoutMs: 2000 });
+    expect(await codeOf(plain.status())).toBe('UNAVAILABLE'); // no TLS at all: no connection
+    plain.close();
+  });
+
+  test('the audit file holds one line per mutating call, accepted or denied, with who and what', async () => {
+    const lines = fs.readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(mutations);
+    expect(lines.map((l) => [l.rpc, l.identity, l.code])).toEqual([
+      ['SetFilter', 'alice', 'OK'],
+      ['DeleteFilter', 'alice', 'OK'],
+      ['SetFilter', 'bob.clients.example', 'PERMISSION_DENIED'],
+      ['Detach', 'bob.clients.example', 'PERMISSION_DENIED'],
+      ['SetFilter', 'mallory', 'PERMISSION_DENIED'],
+      ['SetFilter', '', 'UNAUTHENTICATED'],
+      ['Attach', '', 'UNAUTHENTICATED'],
+    ]);
+    for (const l of lines) {
+      expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT/);
+      expect(l.peer).toMatch(/127\.0\.0\.1:\d+/);
+      expect(l.request).toBeDefined();
+    }
+    expect(lines[0].request).toMatchObject({ device: disk.path, wholeDeviceOps: ['OP_WRITE'] });
+    expect(fs.statSync(auditLog).mode & 0o777).toBe(0o600);
+  });
+});
+
+d('the listen rule', () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [AGENT_MAIN, '--pin-dir', `/sys/fs/bpf/iofilter-listen-test-${process.pid}`, '--attach', 'none', ...args], { encoding: 'utf8', timeout: 20_000 });
+  test('refuses 0.0.0.0 without mTLS, saying what to do', () => {
+    const r = run('--listen', '0.0.0.0:0');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0:0 without mTLS.*--tls-cert.*--insecure/s);
+  });
+  test('--insecure starts anyway, with a warning in the log', async () => {
+    const a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-listen-test-${process.pid}`, attach: 'none', listen: `0.0.0.0:${await freePort()}`, args: ['--insecure'], waitReady: false });
+    for (let i = 0; i < 100 && !/serving/.test(a.logs()); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(a.logs()).toMatch(/"level":40.*INSECURE: listening on 0\.0\.0\.0/);
+    await a.stop();
+  });
+  test('a unix socket is created mode 0600', async () => {
+    const sock = f('agent.sock');
+    const a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-listen-test-${process.pid}`, attach: 'none', listen: `unix:${sock}` });
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+    await a.stop();
+  });
+  test('a config file with an unknown key or a bad value is refused', () => {
+    fs.writeFileSync(f('bad.json'), JSON.stringify({ ttl: { maxMs: 1000, defaultMinutes: 5 } }));
+    expect(run('--config', f('bad.json')).stderr).toMatch(/unknown key ttl\.defaultMinutes/);
+    fs.writeFileSync(f('bad2.json'), JSON.stringify({ roles: { alice: 'admin' } }));
+    expect(run('--config', f('bad2.json')).stderr).toMatch(/roles\.alice must be one of viewer, operator/);
+  });
+});
+
+d('protected devices', () => {
+  let agent: RunningAgent;
+  let client: IoFilterClient;
+  const rootDev = (() => {
+    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
+    return line?.split(' ')[2] ?? '0:0';
+  })();
+  const rootOnBlock = !rootDev.startsWith('0:') && fs.existsSync(`/sys/dev/block/${rootDev}`);
+
+  beforeAll(async () => {
+    agent = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-protect-test-${process.pid}`, attach: 'observe' });
+    client = new IoFilterClient(agent.address);
+  });
+  afterAll(async () => {
+    await client.detach().catch(() => undefined);
+    client.close();
+    await agent.stop();
+  });
+
+  (rootOnBlock ? test : test.skip)(`the device holding / (${rootDev}) is refused, naming the mount`, async () => {
+    const err = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_READ'] }).catch((e) => e);
+    expect(grpc.status[err.code]).toBe('FAILED_PRECONDITION');
+    expect(err.details).toMatch(new RegExp(`${rootDev}.*is protected.*holds / \\(\\w+ on \\S+ at /\\).*protect\\.allow`));
+    const e2 = await client.setFilter({ device: rootDev, ranges: [{ start: 0, end: 7, ops: ['OP_WRITE'] }] }).catch((e) => e);
+    expect(grpc.status[e2.code]).toBe('FAILED_PRECONDITION');
+    expect((await client.status()).filters).toHaveLength(0);
+  });
+
+  (rootOnBlock ? test : test.skip)('protect.allow in the config lets it through (observe mode: counts only)', async () => {
+    const cfg = f('allow.json');
+    fs.writeFileSync(cfg, JSON.stringify({ protect: { allow: [rootDev] } }));
+    const a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-allow-test-${process.pid}`, attach: 'observe', args: ['--config', cfg] });
+    const c = new IoFilterClient(a.address);
+    expect(await codeOf(c.setFilter({ device: rootDev, ranges: [{ start: 0, end: 0, ops: ['OP_DISCARD'] }], ttlMs: 1000 }))).toBe('OK');
+    await c.detach();
+    c.close();
+    await a.stop();
+  });
+
+  test('a loop device backed by a file is not protected', async () => {
+    const l = createLoop(8);
+    expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('OK');
+    await client.deleteFilter(l.path);
+    l.detach();
+  });
+});
+
+d('hostile input: 10,000+ malformed requests change nothing', () => {
+  let agent: RunningAgent;
+  let disk: LoopDevice;
+  const pinDir = `/sys/fs/bpf/iofilter-fuzz-test-${process.pid}`;
+  const fifo = `/dev/iofilter-fuzz-fifo-${process.pid}`;
+  const loopA = `/dev/iofilter-fuzz-loop-a-${process.pid}`;
+  const loopB = `/dev/iofilter-fuzz-loop-b-${process.pid}`;
+
+  beforeAll(async () => {
+    disk = createLoop(16);
+    agent = await startAgent({ pinDir, attach: 'observe' });
+    execFileSync('mkfifo', [fifo]);
+    fs.symlinkSync(loopB, loopA);
+    fs.symlinkSync(loopA, loopB);
+  });
+  afterAll(async () => {
+    const c = new IoFilterClient(agent.address);
+    await c.detach().catch(() => undefined);
+    c.close();
+    await agent.stop();
+    for (const p of [fifo, loopA, loopB]) fs.rmSync(p, { force: true });
+    disk?.detach();
+  });
+
+  const dump = () => ['disks', 'counters', 'state'].map((m) => execFileSync('bpftool', ['map', 'dump', 'pinned', `${pinDir}/${m}`], { encoding: 'utf8', maxBuffer: 1 << 30 })).join('\n');
+
+  test('every request is answered with an error, the agent keeps serving, the maps are byte-for-byte unchanged', async () => {
+    const client = new IoFilterClient(agent.address, { timeoutMs: 10_000 });
+    await client.setFilter({ device: disk.path, ranges: [{ start: 10, end: 20, ops: ['OP_WRITE'] }], ttlMs: 600_000, maxFailures: 5 });
+    const before = dump();
+    // raw channel for bytes that are not even a message
+    const raw = new grpc.Client(agent.address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 });
+    const rawCall = (method: string, bytes: Buffer) =>
+      new Promise<string>((resolve) =>
+        raw.makeUnaryRequest(`/iofilter.v1.IoFilterService/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + 10_000 }, (e) =>
+          resolve(e ? grpc.status[e.code] : 'OK'),
+        ),
+      );
+
+    const rnd = (n: number) => crypto.randomInt(n);
+    const pick = <T>(a: T[]) => a[rnd(a.length)];
+    const hugeNums = ['18446744073709551615', '9223372036854775807', '-1', '-9223372036854775808', '4294967296', '99999999999999999999'];
+    const badDevices = ['', '8', '8:', 'a:b', ':', '::', '4294967296:0', '-1:0', '7:-1', '0:0', '1e3:1', ' 7:0', '7:0 ', '7:0\0', '/dev/../etc/passwd', '/etc/passwd', '/dev/null', '/dev', fifo, loopA,
+      '/dev/iofilter-does-not-exist', '../../dev/sda', 'x'.repeat(5000), '\u{1F4A3}:\u{1F4A3}', '%s%s%n', '7:0;rm -rf /'];
+    const cases: (() => Promise<string>)[] = [
+      // random bytes on every method
+      () => rawCall(pick(['SetFilter', 'DeleteFilter']), crypto.randomBytes(rnd(512))),
+      // SetFilter on our device with hostile values (the device is valid: only the rest is wrong)
+      () => client.setFilter({ device: disk.path, ranges: [{ start: pick(hugeNums), end: pick(hugeNums), ops: ['OP_WRITE'] }] }).then(() => 'OK', (e) => grpc.status[e.code]),
+      () => client.setFilter({ device: disk.path, ranges: [{ start: 5, end: 1, ops: ['OP_READ'] }] }).then(() => 'OK', (e) => grpc.status[e.code]),
+      () => client.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'], probability: pick([NaN, 0, -1, 1.0000001, Infinity, -Infinity, 1e308]) }).then(() => 'OK', (e) => grpc.status[e.code]),
+      () => client.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'], ttlMs: pick(['-1', '-9223372036854775808', '9223372036854775807', '3600001']) }).then(() => 'OK', (e) => grpc.status[e.code]),
+      () => client.setFilter({ device: disk.path, ranges: [{ start: 0, end: 1, ops: [pick([0, 6, 99, -1, 2147483647]) as unknown as 'OP_READ'] }] }).then(() => 'OK', (e) => grpc.status[e.code]),
+      () => client.setFilter({ device: disk.path, ranges: Array.from({ length: 65 + rnd(200) }, (_, i) => ({ start: i, end: i, ops: ['OP_READ' as const] })) }).then(() => 'OK', (e) => grpc.status[e.code]),
+      // bad devices on SetFilter and DeleteFilter
+      () => client.setFilter({ device: pick(badDevices), wholeDeviceOps: ['OP_WRITE'] }).then(() => 'OK', (e) => grpc.status[e.code]),
+      () => client.deleteFilter(pick(badDevices)).then(() => 'OK', (e) => grpc.status[e.code]),
+      // Attach with modes that do not exist, sent as raw enum numbers (field 1, varint)
+      () => rawCall('Attach', Buffer.from([0x08, 5 + rnd(120)])),
+    ];
+    const tally = new Map<string, number>();
+    let sent = 0;
+    const started = Date.now();
+    const worker = async () => {
+      while (sent < 10_000) {
+        sent++;
+        const code = await pick(cases)();
+        tally.set(code, (tally.get(code) ?? 0) + 1);
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    // one request of a million ranges: over the message limit
+    const million = await client.setFilter({ device: disk.path, ranges: Array.from({ length: 1_000_000 }, () => ({ start: 1, end: 2, ops: ['OP_READ' as const] })) }).then(() => 'OK', (e) => grpc.status[e.code]);
+    tally.set(million, (tally.get(million) ?? 0) + 1);
+    const ms = Date.now() - started;
+    console.log(`fuzz: ${sent + 1} requests in ${ms} ms; answers: ${JSON.stringify(Object.fromEntries(tally))}`);
+
+    expect(million).toBe('RESOURCE_EXHAUSTED');
+    expect(tally.get('OK')).toBeUndefined();
+    expect([...tally.values()].reduce((a, b) => a + b, 0)).toBe(sent + 1);
+    expect(await client.status().then(() => 'serving')).toBe('serving');
+    expect(dump()).toBe(before);
+    expect(agent.proc.exitCode).toBeNull();
+    raw.close();
+    client.close();
+  }, 300_000);
+});
