@@ -127,12 +127,19 @@ export interface Filterer {
   close(): void;
 }
 
+/** An empty program on one of iofilter's hooks: the benchmarks' baseline. */
+export interface EmptyProgram {
+  readonly progId: number;
+  close(): void;
+}
+
 interface NativeAddon {
   limits: Limits;
   probe(): Promise<Capabilities>;
   attach(opts: Required<Pick<AttachOptions, 'mode'>> & AttachOptions): Promise<Filterer>;
   /** Adopts existing pins; resolves null when there are none. */
   adopt(pinDir?: string): Promise<Filterer | null>;
+  attachEmpty(hook: string): Promise<EmptyProgram>;
 }
 
 function findAddon(): string {
@@ -168,4 +175,8 @@ export function attach(opts: AttachOptions): Promise<Filterer> {
 }
 export function adopt(pinDir: string = DEFAULT_PIN_DIR): Promise<Filterer | null> {
   return load().adopt(pinDir);
+}
+/** Attaches an empty program on `hook` (e.g. "tp_btf/block_bio_queue"); for benchmarks. */
+export function attachEmpty(hook: string): Promise<EmptyProgram> {
+  return load().attachEmpty(hook);
 }

@@ -4,9 +4,9 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { IoFilterClient } from '../../client';
-import { freePort } from './vm';
+import { freePort, ROOT } from './vm';
 
-export const AGENT_MAIN = path.join(__dirname, '..', '..', 'dist', 'agent', 'main.js');
+export const AGENT_MAIN = path.join(ROOT, 'dist', 'agent', 'main.js');
 
 export interface RunningAgent {
   address: string;

@@ -52,7 +52,7 @@ export function createLoop(sizeMiB: number, partitions: number[] = []): LoopDevi
   if (partitions.length) args.push('-P');
   let dev: string;
   try {
-    dev = execFileSync('losetup', [...args, backing], { encoding: 'utf8' }).trim();
+    dev = execFileSync('losetup', [...args, backing], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch {
     // --direct-io needs O_DIRECT on the backing file, which tmpfs may refuse
     dev = execFileSync('losetup', [...args.filter((a) => a !== '--direct-io=on'), backing], { encoding: 'utf8' }).trim();

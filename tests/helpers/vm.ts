@@ -7,7 +7,12 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-export const ROOT = path.join(__dirname, '..', '..');
+/** The repository root, from the source tree (ts-jest) or from dist/ alike. */
+export const ROOT = (() => {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json')) && dir !== '/') dir = path.dirname(dir);
+  return dir;
+})();
 
 export interface ExecResult {
   code: number;
