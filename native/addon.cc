@@ -24,6 +24,15 @@ Napi::Error to_js(Napi::Env env, const Error &e) {
   return err;
 }
 
+// Runs f, turning an iof::Error into the matching JS error.
+template <typename F> Napi::Value guard(Napi::Env env, F f) {
+  try {
+    return f();
+  } catch (const Error &e) {
+    throw to_js(env, e);
+  }
+}
+
 [[noreturn]] void type_error(const std::string &m) { throw Error("ERR_INVALID_ARG_TYPE", 0, m, Error::Type); }
 [[noreturn]] void range_error(const std::string &m) { throw Error("ERR_OUT_OF_RANGE", 0, m, Error::Range); }
 
@@ -308,14 +317,6 @@ private:
     return *table_;
   }
 
-  template <typename F> Napi::Value guard(Napi::Env env, F f) {
-    try {
-      return f();
-    } catch (const Error &e) {
-      throw to_js(env, e);
-    }
-  }
-
   Napi::Value PutFilter(const Napi::CallbackInfo &info) {
     return guard(info.Env(), [&] {
       iof::FilterSpec s = filter_spec(info[0]);
@@ -408,14 +409,6 @@ private:
 
   Napi::Value wrap(Napi::Env env, iof::Pinned *p) {
     return filterer_.New({Napi::External<iof::Pinned>::New(env, p)});
-  }
-
-  template <typename F> Napi::Value guard(Napi::Env env, F f) {
-    try {
-      return f();
-    } catch (const Error &e) {
-      throw to_js(env, e);
-    }
   }
 
   Napi::Value Probe(const Napi::CallbackInfo &info) {

@@ -337,31 +337,27 @@ std::unique_ptr<Pinned> adopt(const std::string &pin_dir) {
   if (p->mode.empty())
     throw Error("EINVAL", EINVAL, "pin " + pin_dir + "/" + link + " is not an iofilter program");
 
-  bpf_map_info mi = {};
-  uint32_t len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(p->disks_fd, &mi, &len))
-    fail(errno, "reading map info of " + pin_dir + "/disks");
+  auto info = [&](int fd, const std::string &name, auto &out) {
+    out = {};
+    uint32_t len = sizeof(out);
+    if (bpf_obj_get_info_by_fd(fd, &out, &len))
+      fail(errno, "reading info of " + pin_dir + "/" + name);
+  };
+  bpf_map_info mi;
+  info(p->disks_fd, PIN_DISKS, mi);
   if (mi.value_size != sizeof(iof_disk) || mi.key_size != sizeof(iof_dev))
     throw Error("EINVAL", EINVAL, "pins in " + pin_dir + " come from an incompatible iofilter version (value size " +
                                       std::to_string(mi.value_size) + ", expected " + std::to_string(sizeof(iof_disk)) +
                                       "): detach with that version first");
   p->disks_id = mi.id;
   p->max_disks = mi.max_entries;
-  mi = {};
-  len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(p->counters_fd, &mi, &len))
-    fail(errno, "reading map info of " + pin_dir + "/counters");
+  info(p->counters_fd, PIN_COUNTERS, mi);
   p->counters_id = mi.id;
   p->nr_slots = mi.max_entries;
-  mi = {};
-  len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(p->state_fd, &mi, &len))
-    fail(errno, "reading map info of " + pin_dir + "/state");
+  info(p->state_fd, PIN_STATE, mi);
   p->state_id = mi.id;
-  bpf_link_info li = {};
-  len = sizeof(li);
-  if (bpf_obj_get_info_by_fd(p->link_fd, &li, &len))
-    fail(errno, "reading link info of " + pin_dir + "/" + link);
+  bpf_link_info li;
+  info(p->link_fd, link, li);
   p->link_id = li.id;
   p->prog_id = li.prog_id;
   return p;
