@@ -107,11 +107,6 @@ enum req_flag_bits {
  */
 const volatile __s32 bio_remapped_bit = -1;
 
-struct iof_state {
-	__u32 nr_disks; /* entries in iof_disks: 0 lets every I/O return at once */
-	__u32 _pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024); /* set by user space before load */
@@ -246,21 +241,33 @@ static __always_inline __u32 iof_ops(__u32 opf)
 IOF_DEFINE_LOCATE(iof_locate_btf, RD_DIRECT)
 IOF_DEFINE_LOCATE(iof_locate_probe, RD_PROBE)
 
-static __always_inline int iof_have_filters(void)
+static __always_inline struct iof_state *iof_state_get(void)
 {
 	__u32 zero = 0;
-	struct iof_state *st = bpf_map_lookup_elem(&iof_state, &zero);
 
-	return st && st->nr_disks;
+	return bpf_map_lookup_elem(&iof_state, &zero);
 }
 
-/* The whole per-I/O path: returns 1 to fail the bio (observe: would fail). */
+static __always_inline int iof_maybe_filtered(const struct iof_state *st, const struct iof_dev *disk)
+{
+	__u32 bit = iof_disk_bit(disk->major, disk->minor);
+
+	return (st->disk_bits[(bit >> 6) & (IOF_DISK_BITS / 64 - 1)] >> (bit & 63)) & 1;
+}
+
+/*
+ * The whole per-I/O path, cheapest test first: any filter at all (one load), then
+ * this disk's bit, then the hash lookup and the range scan. Returns 1 to fail the bio
+ * (observe: would fail).
+ */
 #define IOF_APPLY(locate, bio)                                                             \
 	({                                                                                 \
 		int __ret = 0;                                                             \
 		struct iof_io __io = {};                                                   \
+		struct iof_state *__st = iof_state_get();                                  \
 		struct iof_disk *__d;                                                      \
-		if (iof_have_filters() && locate((bio), &__io)) {                          \
+		if (__st && __st->nr_disks && locate((bio), &__io) &&                      \
+		    iof_maybe_filtered(__st, &__io.disk)) {                                \
 			__d = bpf_map_lookup_elem(&iof_disks, &__io.disk);                 \
 			if (__d && (__io.ops || !__io.nr_sectors))                         \
 				__ret = iof_match(__d, &__io);                             \

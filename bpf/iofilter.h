@@ -74,6 +74,24 @@ struct iof_disk {
 	struct iof_range ranges[IOF_MAX_RANGES];
 };
 
+/*
+ * Disks with filters, as bits of a small hash of their number: a clear bit lets the
+ * program skip the hash lookup for most devices without a filter. A collision only
+ * costs that lookup; the answer comes from iof_disks either way.
+ */
+#define IOF_DISK_BITS 1024
+
+static inline __u32 iof_disk_bit(__u32 major, __u32 minor)
+{
+	return (minor ^ (major * 0x9e3779b1u >> 7)) & (IOF_DISK_BITS - 1);
+}
+
+struct iof_state {
+	__u32 nr_disks; /* entries in iof_disks: 0 lets every I/O return at once */
+	__u32 _pad;
+	__u64 disk_bits[IOF_DISK_BITS / 64];
+};
+
 struct iof_counter {
 	__u64 matched; /* I/Os whose op and sectors matched while the filter was live */
 	__u64 failed;  /* I/Os failed (observe mode: that would have been failed) */

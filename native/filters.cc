@@ -111,33 +111,46 @@ bool Table::find(iof_dev dev, iof_dev &disk, iof_disk &entry, uint32_t &fi) {
   return found;
 }
 
-uint32_t Table::count_disks() {
-  uint32_t n = 0;
-  for_each_disk(p_.disks_fd, [&](const iof_dev &, const iof_disk &) { n++; });
-  return n;
-}
-
-void Table::set_nr_disks(uint32_t n) {
+// Rewrites the state the program checks before its hash lookup: how many disks have
+// filters and which bits they hash to, from the map itself (plus `adding`, about to
+// be inserted).
+void Table::publish_state(const iof_dev *adding) {
+  iof_state st;
+  memset(&st, 0, sizeof(st));
+  auto mark = [&](const iof_dev &d) {
+    uint32_t bit = iof_disk_bit(d.major, d.minor);
+    st.disk_bits[bit / 64] |= 1ull << (bit % 64);
+  };
+  bool seen = false;
+  for_each_disk(p_.disks_fd, [&](const iof_dev &k, const iof_disk &) {
+    st.nr_disks++;
+    mark(k);
+    seen = seen || (adding && same(k, *adding));
+  });
+  if (adding && !seen) {
+    st.nr_disks++;
+    mark(*adding);
+  }
   uint32_t zero = 0;
-  uint32_t st[2] = {n, 0};
-  if (bpf_map_update_elem(p_.state_fd, &zero, st, BPF_ANY) != 0)
+  if (bpf_map_update_elem(p_.state_fd, &zero, &st, BPF_ANY) != 0)
     sysfail(errno, "updating the state map");
 }
 
-// Publishes `entry` for `disk` (nullptr: delete it). nr_disks rises before an insert
-// and falls after a delete, so the program never skips a disk that has a filter.
+// Publishes `entry` for `disk` (nullptr: delete it). The state marks a disk before its
+// entry is inserted and unmarks it after its entry is deleted, so the program never
+// skips a disk that has a filter.
 void Table::write_entry(const iof_dev &disk, const iof_disk *entry, bool existed) {
   if (!entry) {
     if (bpf_map_delete_elem(p_.disks_fd, &disk) != 0 && errno != ENOENT)
       sysfail(errno, "deleting the entry of disk " + devstr(disk));
-    set_nr_disks(count_disks());
+    publish_state(nullptr);
     return;
   }
   if (!existed)
-    set_nr_disks(count_disks() + 1);
+    publish_state(&disk);
   if (bpf_map_update_elem(p_.disks_fd, &disk, entry, BPF_ANY) != 0) {
     int err = errno;
-    set_nr_disks(count_disks());
+    publish_state(nullptr);
     if (err == E2BIG || err == ENOSPC || err == ENOMEM)
       throw Error("ENOSPC", ENOSPC,
                   "filter map full: " + std::to_string(p_.max_disks) + " disks already have filters (maxDisks)");

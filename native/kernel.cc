@@ -355,6 +355,9 @@ std::unique_ptr<Pinned> adopt(const std::string &pin_dir) {
   p->counters_id = mi.id;
   p->nr_slots = mi.max_entries;
   info(p->state_fd, PIN_STATE, mi);
+  if (mi.value_size != sizeof(iof_state))
+    throw Error("EINVAL", EINVAL, "pins in " + pin_dir + " come from an incompatible iofilter version (state size " +
+                                      std::to_string(mi.value_size) + "): detach with that version first");
   p->state_id = mi.id;
   bpf_link_info li;
   info(p->link_fd, link, li);

@@ -127,8 +127,7 @@ private:
   bool find(iof_dev dev, iof_dev &disk, iof_disk &entry, uint32_t &fi);
   FilterInfo info(const iof_disk &d, uint32_t fi, uint64_t now);
   void write_entry(const iof_dev &disk, const iof_disk *entry, bool existed);
-  void set_nr_disks(uint32_t n);
-  uint32_t count_disks();
+  void publish_state(const iof_dev *adding);
   std::vector<uint32_t> alloc_slots(size_t n);
   void free_slots_of(const iof_disk &d, uint32_t fi);
 };

@@ -177,9 +177,14 @@ d('iofilter-agent on the host kernel (observe mode)', () => {
   });
 
   test('one JSON log line per RPC', async () => {
+    const statusLines = () =>
+      agent.logs().split('\n').filter((l) => l.includes('"msg":"rpc"')).map((l) => JSON.parse(l)).filter((l) => l.rpc === 'Status');
+    const before = statusLines().length;
     await client.status();
-    const rpcLines = agent.logs().split('\n').filter((l) => l.includes('"msg":"rpc"')).map((l) => JSON.parse(l));
-    expect(rpcLines.length).toBeGreaterThan(0);
-    expect(rpcLines.at(-1)).toMatchObject({ rpc: 'Status', code: 'OK', identity: 'local' });
+    await new Promise((r) => setTimeout(r, 200)); // the log line is written as the answer goes out
+    const after = statusLines();
+    expect(after).toHaveLength(before + 1);
+    expect(after.at(-1)).toMatchObject({ rpc: 'Status', code: 'OK', identity: 'local', peer: expect.stringMatching(/127\.0\.0\.1:\d+/) });
+    expect(after.at(-1).ms).toBeGreaterThanOrEqual(0);
   });
 });
