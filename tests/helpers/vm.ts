@@ -115,7 +115,7 @@ export class Vm {
   /** Starts the agent in the guest (listening for the forwarded port); returns its pid. */
   async startAgent(args: string[] = []): Promise<number> {
     const pid = await this.sh(
-      `setsid node dist/agent/main.js --listen 0.0.0.0:50051 --insecure ${args.join(' ')} >>/tmp/agent.log 2>&1 </dev/null & echo $!`,
+      `setsid node dist/agent/main.js --listen 0.0.0.0:50051 --insecure ${args.join(' ')} >>/dev/shm/iofilter-agent.log 2>&1 </dev/null & echo $!`,
     );
     return Number(pid);
   }

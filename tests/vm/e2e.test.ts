@@ -48,7 +48,7 @@ d('VM end-to-end: real EIO from should_fail_bio', () => {
       try {
         return await client.status();
       } catch (e) {
-        if (Date.now() > deadline) throw new Error(`agent did not answer: ${(e as Error).message}\n${await vm.exec('tail -20 /tmp/agent.log').then((r) => r.stdout)}`);
+        if (Date.now() > deadline) throw new Error(`agent did not answer: ${(e as Error).message}\n${await vm.exec('tail -20 /dev/shm/iofilter-agent.log').then((r) => r.stdout)}`);
         await new Promise((r) => setTimeout(r, 300));
       }
     }
@@ -74,9 +74,9 @@ d('VM end-to-end: real EIO from should_fail_bio', () => {
   beforeAll(async () => {
     vm = await Vm.boot();
     client = new IoFilterClient(vm.agentAddress, { timeoutMs: 60_000 });
-    disk = await vm.sh('truncate -s 64M /tmp/d1.img && losetup -f --show --direct-io=on /tmp/d1.img || losetup -f --show /tmp/d1.img');
+    disk = await vm.sh('truncate -s 64M /dev/shm/d1.img && losetup -f --show --direct-io=on /dev/shm/d1.img || losetup -f --show /dev/shm/d1.img');
     pdisk = await vm.sh(
-      `truncate -s 40M /tmp/d2.img && printf 'label: dos\\nsize=16MiB, type=83\\nsize=16MiB, type=83\\n' | sfdisk --quiet /tmp/d2.img && losetup -f --show -P /tmp/d2.img`,
+      `truncate -s 40M /dev/shm/d2.img && printf 'label: dos\\nsize=16MiB, type=83\\nsize=16MiB, type=83\\n' | sfdisk --quiet /dev/shm/d2.img && losetup -f --show -P /dev/shm/d2.img`,
     );
     for (const i of [1, 2]) {
       const name = `${path.basename(pdisk)}p${i}`;
