@@ -26,7 +26,8 @@ export function normalizeHost(raw: string): string {
   if (net.isIPv6(h)) return `[${h}]:${DEFAULT_PORT}`;
   const i = h.lastIndexOf(':');
   [host, port] = i >= 0 ? [h.slice(0, i), h.slice(i + 1)] : [h, undefined];
-  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) throw new UsageError(`host "${raw}": "${host}" is not a host name or address`);
+  // underscores are not legal in DNS names but common in internal ones (and /etc/hosts)
+  if (!/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/.test(host)) throw new UsageError(`host "${raw}": "${host}" is not a host name or address`);
   return `${host}:${checkPort(port, raw)}`;
 }
 
@@ -37,14 +38,17 @@ function checkPort(port: string | undefined, raw: string): number {
   return n;
 }
 
-/** --host values (repeatable, comma lists) and a hosts file (one per line, # comments); de-duplicated, order kept. */
+/**
+ * --host values (repeatable, comma lists) and a hosts file (one or more per line, `#`
+ * comments, blank lines; `-` reads stdin), normalised, de-duplicated, order kept.
+ */
 export function parseHosts(hostArgs: string[], hostsFile?: string): string[] {
   const raw: string[] = [];
   for (const a of hostArgs) raw.push(...a.split(','));
   if (hostsFile) {
     let text: string;
     try {
-      text = fs.readFileSync(hostsFile, 'utf8');
+      text = fs.readFileSync(hostsFile === '-' ? 0 : hostsFile, 'utf8');
     } catch (e) {
       throw new UsageError(`cannot read hosts file ${hostsFile}: ${(e as Error).message}`);
     }
@@ -61,7 +65,11 @@ export function parseHosts(hostArgs: string[], hostsFile?: string): string[] {
 /** "500ms", "30s", "5m", "1h", "1h30m", or a plain number of seconds -> milliseconds. */
 export function parseDuration(s: string, what = 'duration'): number {
   const t = s.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  if (/^\d+(\.\d+)?$/.test(t)) {
+    const ms = Math.round(Number(t) * 1000);
+    if (ms > Number.MAX_SAFE_INTEGER) throw new UsageError(`bad ${what} "${s}": too long`);
+    return ms;
+  }
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
   let total = 0;
@@ -72,6 +80,7 @@ export function parseDuration(s: string, what = 'duration'): number {
     pos = re.lastIndex;
   }
   if (!t || pos !== t.length) throw new UsageError(`bad ${what} "${s}": use e.g. 500ms, 30s, 5m, 1h30m`);
+  if (total > Number.MAX_SAFE_INTEGER) throw new UsageError(`bad ${what} "${s}": too long`);
   return Math.round(total);
 }
 
@@ -117,7 +126,8 @@ export function parseProbability(s: string): number {
 
 export function parseCount(s: string, what: string, min = 0): number | string {
   if (!/^\d+$/.test(s.trim())) throw new UsageError(`bad ${what} "${s}": must be a whole number`);
-  const n = BigInt(s);
-  if (n < BigInt(min) || n > U64_MAX) throw new UsageError(`bad ${what} "${s}": must be at least ${min}`);
+  const n = BigInt(s.trim());
+  if (n < BigInt(min)) throw new UsageError(`bad ${what} "${s}": must be at least ${min}`);
+  if (n > U64_MAX) throw new UsageError(`bad ${what} "${s}": must be at most 2^64-1`);
   return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : String(n);
 }

@@ -10,6 +10,7 @@ import type { IoFilterServiceClient } from '../proto/gen/iofilter/v1/IoFilterSer
 import type { Mode } from '../proto/gen/iofilter/v1/Mode';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
+import { normalizeHost } from './args';
 
 export interface TlsFiles {
   ca: string; // CA that signed the agent's certificate
@@ -20,6 +21,7 @@ export interface TlsFiles {
 export interface ClientOptions {
   /** Deadline of each call, ms. Default 10 s. */
   timeoutMs?: number;
+  /** mTLS: file paths or PEM buffers. Without it the channel is plaintext. */
   tls?: TlsFiles | { ca: Buffer; cert: Buffer; key: Buffer };
   /** TLS server name to verify, when it differs from the host in the address. */
   serverName?: string;
@@ -33,46 +35,58 @@ export function credentials(tls?: ClientOptions['tls']): grpc.ChannelCredentials
   return grpc.credentials.createSsl(read(tls.ca), read(tls.key), read(tls.cert));
 }
 
+/** Largest delay setTimeout honours; longer ones fire at once. Deadlines are clamped to it. */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export class IoFilterClient {
+  /** The normalised address: host:port, [v6]:port or unix:/path. */
   readonly address: string;
   private readonly stub: IoFilterServiceClient;
   private readonly timeoutMs: number;
 
-  /** `address`: host:port, [v6]:port or unix:/path. */
+  /**
+   * `address`: `host` (port 50051), `host:port`, `[v6]:port` or `unix:/path`.
+   * `channelCreds` overrides `opts.tls` (e.g. credentials shared by many clients).
+   */
   constructor(address: string, opts: ClientOptions = {}, channelCreds?: grpc.ChannelCredentials) {
-    this.address = address;
-    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.address = normalizeHost(address);
+    this.timeoutMs = Math.min(opts.timeoutMs ?? 10_000, MAX_TIMEOUT_MS);
     const { grpcObj } = loadProto();
+    // No retries: a host that does not answer should be reported, not retried into the deadline.
     const options: grpc.ChannelOptions = { 'grpc.enable_retries': 0 };
     if (opts.serverName) options['grpc.ssl_target_name_override'] = opts.serverName;
-    this.stub = new grpcObj.iofilter.v1.IoFilterService(address, channelCreds ?? credentials(opts.tls), options);
+    this.stub = new grpcObj.iofilter.v1.IoFilterService(this.address, channelCreds ?? credentials(opts.tls), options);
   }
 
-  private call<Res>(method: string, req: object): Promise<Res> {
-    const deadline = Date.now() + this.timeoutMs;
-    return new Promise((resolve, reject) => {
-      (this.stub as unknown as Record<string, Function>)[method](req, { deadline }, (err: grpc.ServiceError | null, res: Res) =>
-        err ? reject(err) : resolve(res),
-      );
-    });
+  private opts(): grpc.CallOptions {
+    return { deadline: Date.now() + this.timeoutMs };
   }
 
+  /** Turns one callback-style unary call into a promise. */
+  private unary<T>(start: (cb: grpc.requestCallback<T>) => void): Promise<T> {
+    return new Promise((resolve, reject) => start((err, res) => (err ? reject(err) : resolve(res as T))));
+  }
+
+  /** Loads and attaches the program; idempotent (an attached agent keeps its mode). */
   async attach(mode: AttachModeName = 'auto'): Promise<AttachState__Output> {
-    const r = await this.call<{ state: AttachState__Output }>('Attach', { mode: `MODE_${mode.toUpperCase()}` as Mode });
-    return r.state;
+    const req = { mode: `MODE_${mode.toUpperCase()}` as Mode };
+    const r = await this.unary<{ state: AttachState__Output | null }>((cb) => this.stub.Attach(req, this.opts(), cb));
+    return r.state!;
   }
+  /** Detaches the program: every filter is gone, pins removed. */
   detach(): Promise<DetachResponse__Output> {
-    return this.call('Detach', {});
+    return this.unary((cb) => this.stub.Detach({}, this.opts(), cb));
   }
+  /** Replaces the device's filter atomically; resolves the filter as the agent stored it. */
   async setFilter(req: SetFilterRequest): Promise<Filter__Output> {
-    const r = await this.call<{ filter: Filter__Output }>('SetFilter', req);
-    return r.filter;
+    const r = await this.unary<{ filter: Filter__Output | null }>((cb) => this.stub.SetFilter(req, this.opts(), cb));
+    return r.filter!;
   }
   deleteFilter(device: string): Promise<DeleteFilterResponse__Output> {
-    return this.call('DeleteFilter', { device });
+    return this.unary((cb) => this.stub.DeleteFilter({ device }, this.opts(), cb));
   }
   status(): Promise<StatusResponse__Output> {
-    return this.call('Status', {});
+    return this.unary((cb) => this.stub.Status({}, this.opts(), cb));
   }
   close(): void {
     this.stub.close();

@@ -2,48 +2,65 @@
 // deadline per host; exactly one result per host, in the order hosts were given;
 // never throws because a host failed.
 import * as grpc from '@grpc/grpc-js';
-import { ClientOptions, credentials, IoFilterClient } from './client';
+import { ClientOptions, credentials, IoFilterClient, MAX_TIMEOUT_MS } from './client';
 
-export type Outcome = 'ok' | 'error' | 'unreachable';
+/** 'unreachable': the host gave no answer (refused, unresolvable, deadline). 'error': it answered with one. */
+export type FailureKind = 'error' | 'unreachable';
+
+export interface HostError {
+  /** gRPC status name (e.g. NOT_FOUND, DEADLINE_EXCEEDED), or LOCAL for a failure on this side. */
+  code: string;
+  message: string;
+  kind: FailureKind;
+}
 
 export interface HostResult<T> {
+  /** The host exactly as it was passed in. */
   host: string;
-  outcome: Outcome;
+  ok: boolean;
   value?: T;
-  /** gRPC status name (e.g. NOT_FOUND) and the agent's message. */
-  error?: { code: string; message: string };
+  error?: HostError;
+  /** Time spent on this host, ms. */
   ms: number;
 }
 
 export interface FleetOptions extends ClientOptions {
   /** Hosts worked on at once. Default 64. */
   concurrency?: number;
-  /** Called after each host finishes (for progress bars). */
-  onResult?: (r: HostResult<unknown>, done: number, total: number) => void;
+  /** Deadline per host, ms (each RPC and the host as a whole). Default 10 s. */
+  timeoutMs?: number;
+  /** Called after each host finishes, in completion order (for progress bars). */
+  onProgress?: (done: number, total: number, result: HostResult<unknown>) => void;
 }
 
 /** Codes that mean "no answer": the host counts as unreachable. */
 const NO_ANSWER = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
 
-export function classify(e: unknown): { outcome: Outcome; code: string; message: string } {
-  const err = e as Partial<grpc.ServiceError>;
+export function classify(e: unknown): HostError {
+  const err = e as Partial<grpc.ServiceError> | undefined;
   if (typeof err?.code === 'number') {
     return {
-      outcome: NO_ANSWER.has(err.code) ? 'unreachable' : 'error',
       code: grpc.status[err.code] ?? String(err.code),
-      message: err.details || err.message || '',
+      // grpc-js ends connection errors with an empty "Resolution note: "; drop it
+      message: (err.details || err.message || '').replace(/\s*Resolution note:\s*$/, ''),
+      kind: NO_ANSWER.has(err.code) ? 'unreachable' : 'error',
     };
   }
-  return { outcome: 'error', code: 'LOCAL', message: (e as Error)?.message ?? String(e) };
+  return { code: 'LOCAL', message: (e as Error)?.message ?? String(e), kind: 'error' };
 }
 
+/**
+ * Runs `fn` against every host, at most `concurrency` at a time, and resolves one
+ * result per host in the order given. Hosts: `host` (port 50051), `host:port`,
+ * `[v6]:port`, `unix:/path`. A malformed host gets an error result, not a throw.
+ */
 export async function runFleet<T>(
-  hosts: string[],
+  hosts: readonly string[],
   fn: (client: IoFilterClient, host: string) => Promise<T>,
   opts: FleetOptions = {},
 ): Promise<HostResult<T>[]> {
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? 64));
-  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const timeoutMs = Math.min(opts.timeoutMs ?? 10_000, MAX_TIMEOUT_MS - 1000);
   const creds = credentials(opts.tls); // read certificates once, not per host
   const results: HostResult<T>[] = new Array(hosts.length);
   let next = 0;
@@ -51,30 +68,33 @@ export async function runFleet<T>(
 
   const one = async (host: string): Promise<HostResult<T>> => {
     const started = Date.now();
-    const client = new IoFilterClient(host, { ...opts, timeoutMs }, creds);
+    let client: IoFilterClient | undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
-      // the per-call deadline bounds each RPC; this bounds the host as a whole
+      client = new IoFilterClient(host, { ...opts, timeoutMs }, creds);
+      // Each RPC carries its own deadline; this bounds the host as a whole when `fn`
+      // makes several calls (grace so the RPC's own DEADLINE_EXCEEDED normally wins).
       const overall = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: grpc.status.DEADLINE_EXCEEDED, details: `no answer within ${timeoutMs} ms` })), timeoutMs + 50);
+        const details = `no answer within ${timeoutMs} ms`;
+        timer = setTimeout(() => reject(Object.assign(new Error(details), { code: grpc.status.DEADLINE_EXCEEDED, details })), timeoutMs + 50);
       });
       const value = await Promise.race([fn(client, host), overall]);
-      return { host, outcome: 'ok', value, ms: Date.now() - started };
+      return { host, ok: true, value, ms: Date.now() - started };
     } catch (e) {
-      const c = classify(e);
-      return { host, outcome: c.outcome, error: { code: c.code, message: c.message }, ms: Date.now() - started };
+      return { host, ok: false, error: classify(e), ms: Date.now() - started };
     } finally {
       clearTimeout(timer);
-      client.close();
+      client?.close();
     }
   };
 
+  // A fixed pool of workers pulling the next index: never more than `concurrency` in flight.
   const worker = async () => {
     while (next < hosts.length) {
       const i = next++;
       results[i] = await one(hosts[i]);
       done++;
-      opts.onResult?.(results[i], done, hosts.length);
+      opts.onProgress?.(done, hosts.length, results[i]);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, hosts.length) }, worker));

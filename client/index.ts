@@ -1,6 +1,11 @@
-// iofilter client library: IoFilterClient for one agent, runFleet for many.
-export { IoFilterClient, credentials } from './client';
+// iofilter client library: IoFilterClient for one agent, runFleet for many, and the
+// host-list parsing the CLI uses.
+export { IoFilterClient, credentials, MAX_TIMEOUT_MS } from './client';
 export type { ClientOptions, TlsFiles, AttachModeName } from './client';
 export { runFleet, classify } from './fleet';
-export type { FleetOptions, HostResult, Outcome } from './fleet';
-export { parseHosts, normalizeHost, parseDuration, UsageError, DEFAULT_PORT } from './args';
+export type { FleetOptions, HostResult, HostError, FailureKind } from './fleet';
+export { parseHosts, normalizeHost, parseDuration, parseRange, checkDevice, UsageError, DEFAULT_PORT } from './args';
+export type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
+export type { Filter__Output as Filter } from '../proto/gen/iofilter/v1/Filter';
+export type { StatusResponse__Output as StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
+export type { AttachState__Output as AttachState } from '../proto/gen/iofilter/v1/AttachState';

@@ -9,10 +9,10 @@ import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResp
 import { formatDuration } from './args';
 import type { HostResult } from './fleet';
 
-type Colors = ReturnType<typeof pc.createColors>;
+export type Colors = ReturnType<typeof pc.createColors>;
 
 const opName = (o: string) => o.replace(/^OP_/, '').toLowerCase();
-const modeName = (m: string) => m.replace(/^MODE_/, '').toLowerCase();
+export const modeName = (m: string) => m.replace(/^MODE_/, '').toLowerCase();
 
 export function deviceName(d?: DeviceRef__Output | null): string {
   if (!d) return '?';
@@ -80,22 +80,32 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
 }
 
 /** The human lines for one host's result, each prefixed with `host: `. */
-export function hostLines<T>(r: HostResult<T>, render: (v: T) => string[], c: Colors): string[] {
+export function hostLines<T>(r: HostResult<T>, render: (v: T, c: Colors) => string[], c: Colors): string[] {
   const prefix = `${c.bold(r.host)}: `;
-  if (r.outcome === 'ok') return render(r.value as T).map((l) => prefix + l);
-  const tag = r.outcome === 'unreachable' ? c.red('unreachable') : c.red(`error ${r.error?.code}`);
+  if (r.ok) return render(r.value as T, c).map((l) => prefix + l);
+  const tag = r.error?.kind === 'unreachable' ? c.red('unreachable') : c.red(`error ${r.error?.code}`);
   return [`${prefix}${tag}: ${r.error?.message}`];
 }
 
+/** "N ok, N failed, N unreachable": failed = answered with an error. */
 export function summary(results: HostResult<unknown>[]): string {
-  const n = (o: string) => results.filter((r) => r.outcome === o).length;
-  return `${n('ok')} ok, ${n('error')} failed, ${n('unreachable')} unreachable`;
+  const ok = results.filter((r) => r.ok).length;
+  const unreachable = results.filter((r) => r.error?.kind === 'unreachable').length;
+  return `${ok} ok, ${results.length - ok - unreachable} failed, ${unreachable} unreachable`;
 }
 
-/** JSON-safe view of one host's result: one line per host with --json. */
+/** Bitwise: 2 if some host answered with an error, 4 if some host gave no answer. */
+export function exitCode(results: HostResult<unknown>[]): number {
+  let code = 0;
+  for (const r of results) {
+    if (r.ok) continue;
+    code |= r.error?.kind === 'unreachable' ? 4 : 2;
+  }
+  return code;
+}
+
+/** One host's result as one line of JSON (--json): {host, ok, value | error, ms}. */
 export function jsonLine<T>(r: HostResult<T>): string {
-  const o: Record<string, unknown> = { host: r.host, ok: r.outcome === 'ok', outcome: r.outcome, ms: r.ms };
-  if (r.outcome === 'ok') o.result = r.value;
-  else o.error = r.error;
-  return JSON.stringify(o);
+  // uint64 fields are already strings (longs: String), so nothing here can lose precision
+  return JSON.stringify(r.ok ? { host: r.host, ok: true, value: r.value, ms: r.ms } : { host: r.host, ok: false, error: r.error, ms: r.ms });
 }
