@@ -16,7 +16,8 @@ import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
 import { fromNative, invalid, precondition } from './errors';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
-import { OP_ENUM, toFilterSpec } from './validate';
+import { modeFromWire, modeToWire, opToWire } from '../proto/names';
+import { toFilterSpec } from './validate';
 import { version } from './version';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
@@ -26,15 +27,6 @@ export interface KernelApi {
   adopt(pinDir: string): Promise<native.Filterer | null>;
   limits(): native.Limits;
 }
-
-const MODE_ENUM: Record<string, native.AttachMode> = {
-  MODE_UNSPECIFIED: 'auto',
-  MODE_AUTO: 'auto',
-  MODE_FMOD_RET: 'fmod_ret',
-  MODE_KPROBE: 'kprobe',
-  MODE_OBSERVE: 'observe',
-};
-const modeEnum = (m: native.Mode | 'auto') => `MODE_${m.toUpperCase()}`;
 
 export class IoFilterCore {
   private filterer: native.Filterer | null = null;
@@ -116,18 +108,18 @@ export class IoFilterCore {
     if (!s) return { attached: false, mode: 'MODE_UNSPECIFIED', pinDir: this.cfg.pinDir };
     return {
       attached: true,
-      mode: modeEnum(s.mode),
+      mode: modeToWire(s.mode),
       pinDir: s.pinDir,
       hook: s.hook,
       progIds: s.progIds,
       linkIds: s.linkIds,
       adopted: s.adopted,
       maxDisks: s.maxDisks,
-    } as AttachState;
+    };
   }
 
   attach(req: AttachRequest__Output): Promise<AttachState> {
-    const mode = MODE_ENUM[req.mode as string];
+    const mode = modeFromWire(req.mode);
     if (!mode) return Promise.reject(invalid(`mode: unknown value ${JSON.stringify(req.mode)} (MODE_AUTO, MODE_FMOD_RET, MODE_KPROBE, MODE_OBSERVE)`));
     return this.serial(async () => {
       if (this.filterer) return this.state(); // idempotent
@@ -201,7 +193,7 @@ export class IoFilterCore {
       kernelRelease: caps?.kernelRelease ?? os.release(),
       btf: caps?.btf ?? false,
       lockdown: caps?.lockdown ?? 'unknown',
-      capabilities: (caps?.modes ?? []).map((m) => ({ mode: modeEnum(m.mode), available: m.available, hook: m.hook, reason: m.reason })),
+      capabilities: (caps?.modes ?? []).map((m) => ({ mode: modeToWire(m.mode), available: m.available, hook: m.hook, reason: m.reason })),
       state: this.state(),
       filters,
       agentVersion: version,
@@ -215,7 +207,7 @@ export class IoFilterCore {
         allowNoTtl: this.cfg.ttl.allowNoTtl,
       },
       attachError: this.filterer ? '' : this.attachError,
-    } as StatusResponse;
+    };
   }
 
   private ref(d: DeviceInfo): DeviceRef {
@@ -244,7 +236,7 @@ export class IoFilterCore {
       ranges: f.ranges.map((r) => ({
         start: String(r.start),
         end: String(r.end),
-        ops: r.ops.map((o) => OP_ENUM[o]),
+        ops: r.ops.map(opToWire),
         matched: String(r.matched),
         failed: String(r.failed),
       })),
@@ -253,6 +245,6 @@ export class IoFilterCore {
       probability: f.probability,
       maxFailures: String(f.maxFailures),
       failures: String(f.failures),
-    } as Filter;
+    };
   }
 }

@@ -2,6 +2,7 @@
 // names the field and the value. Runs before anything reaches the kernel.
 import type * as native from '../native';
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
+import { opFromWire } from '../proto/names';
 import type { DeviceInfo } from './devices';
 import { invalid } from './errors';
 
@@ -9,17 +10,6 @@ export interface Policy {
   maxRanges: number;
   ttl: { maxMs: number; defaultMs: number; allowNoTtl: boolean };
 }
-
-const OP_NAMES: Record<string, native.Op> = {
-  OP_READ: 'read',
-  OP_WRITE: 'write',
-  OP_FLUSH: 'flush',
-  OP_DISCARD: 'discard',
-  OP_WRITE_ZEROES: 'write_zeroes',
-};
-export const OP_ENUM: Record<native.Op, string> = Object.fromEntries(
-  Object.entries(OP_NAMES).map(([k, v]) => [v, k]),
-) as Record<native.Op, string>;
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -34,7 +24,7 @@ export function parseOps(ops: unknown, field: string): native.Op[] {
   if (!Array.isArray(ops) || ops.length === 0) throw invalid(`${field}: select at least one operation (read, write, flush, discard, write_zeroes)`);
   const out = new Set<native.Op>();
   for (const o of ops) {
-    const op = typeof o === 'string' ? OP_NAMES[o] : undefined;
+    const op = opFromWire(o);
     if (!op) throw invalid(`${field}: unknown op ${JSON.stringify(o)} (OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD, OP_WRITE_ZEROES)`);
     out.add(op);
   }

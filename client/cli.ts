@@ -8,12 +8,12 @@ import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
-import type { Op } from '../proto/gen/iofilter/v1/Op';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, UsageError } from './args';
-import type { AttachModeName, IoFilterClient } from './client';
+import type { IoFilterClient } from './client';
+import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
 import { HostResult, runFleet } from './fleet';
-import { Colors, describeFilter, exitCode, hostLines, jsonLine, modeName, statusLines, summary } from './render';
+import { Colors, describeFilter, exitCode, hostLines, jsonLine, statusLines, summary } from './render';
 
 /** Where the CLI writes; injectable so runCli() is testable in-process. */
 export interface Io {
@@ -39,7 +39,6 @@ export interface Plan<T = unknown> {
 
 const plan = <T>(p: Plan<T>): Plan => p as unknown as Plan;
 
-const OPS = ['read', 'write', 'flush', 'discard', 'write-zeroes'] as const;
 const MAX_TIMEOUT_MS = 24 * 3_600_000;
 
 const HELP_AFTER = `
@@ -83,12 +82,12 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   program
     .command('attach')
     .description('load and attach the program (idempotent: an attached agent keeps its mode)')
-    .addOption(new Option('--mode <mode>', 'attach mode').choices(['auto', 'fmod_ret', 'kprobe', 'observe']).default('auto'))
+    .addOption(new Option('--mode <mode>', 'attach mode').choices([...MODE_NAMES]).default('auto'))
     .action((o: { mode: AttachModeName }) => {
       chosen = plan<AttachState__Output>({
         command: 'attach',
         run: (c) => c.attach(o.mode),
-        render: (s) => [`attached ${modeName(s.mode)} (${s.hook})${s.adopted ? ', adopted existing pins' : ''}`],
+        render: (s) => [`attached ${wireModeWord(s.mode)} (${s.hook})${s.adopted ? ', adopted existing pins' : ''}`],
       });
     });
   program
@@ -127,11 +126,11 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .option('--ttl <dur>', "the kernel stops failing I/O after this (default: the agent's default TTL)")
     .option('--probability <p>', 'fail about this share of matching I/O, in (0, 1]')
     .option('--max-failures <k>', 'fail only the first K matching I/Os');
-  for (const op of OPS) set.option(`--${op}`, `fail ${op.replace('-', ' ')} I/O`);
+  for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
   set.action((dev: string, o: Record<string, any>) => {
     checkDevice(dev);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
-    const ops = OPS.filter((op) => o[op.replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase())]).map((op) => `OP_${op.replace('-', '_').toUpperCase()}` as Op);
+    const ops = OP_NAMES.filter((op) => o[opWord(op).replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase())]).map(opToWire);
     if (!ops.length) throw new UsageError('set: select at least one operation: --read, --write, --flush, --discard, --write-zeroes');
     const req: SetFilterRequest = { device: dev };
     if (o.range.length) req.ranges = o.range.map((r: string) => ({ ...parseRange(r), ops }));

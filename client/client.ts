@@ -7,9 +7,9 @@ import type { DeleteFilterResponse__Output } from '../proto/gen/iofilter/v1/Dele
 import type { DetachResponse__Output } from '../proto/gen/iofilter/v1/DetachResponse';
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
 import type { IoFilterServiceClient } from '../proto/gen/iofilter/v1/IoFilterService';
-import type { Mode } from '../proto/gen/iofilter/v1/Mode';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
+import { AttachModeName, modeToWire } from '../proto/names';
 import { normalizeHost } from './args';
 
 export interface TlsFiles {
@@ -26,8 +26,6 @@ export interface ClientOptions {
   /** TLS server name to verify, when it differs from the host in the address. */
   serverName?: string;
 }
-
-export type AttachModeName = 'auto' | 'fmod_ret' | 'kprobe' | 'observe';
 
 export function credentials(tls?: ClientOptions['tls']): grpc.ChannelCredentials {
   if (!tls) return grpc.credentials.createInsecure();
@@ -69,7 +67,7 @@ export class IoFilterClient {
 
   /** Loads and attaches the program; idempotent (an attached agent keeps its mode). */
   async attach(mode: AttachModeName = 'auto'): Promise<AttachState__Output> {
-    const req = { mode: `MODE_${mode.toUpperCase()}` as Mode };
+    const req = { mode: modeToWire(mode) };
     const r = await this.unary<{ state: AttachState__Output | null }>((cb) => this.stub.Attach(req, this.opts(), cb));
     return r.state!;
   }

@@ -6,13 +6,12 @@ import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { DeviceRef__Output } from '../proto/gen/iofilter/v1/DeviceRef';
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
+import { wireModeWord, wireOpWord } from '../proto/names';
 import { formatDuration } from './args';
 import type { HostResult } from './fleet';
 
 export type Colors = ReturnType<typeof pc.createColors>;
 
-const opName = (o: string) => o.replace(/^OP_/, '').toLowerCase();
-export const modeName = (m: string) => m.replace(/^MODE_/, '').toLowerCase();
 
 export function deviceName(d?: DeviceRef__Output | null): string {
   if (!d) return '?';
@@ -34,24 +33,24 @@ function extras(f: Filter__Output): string {
 
 export function describeFilter(f: Filter__Output): string {
   const ranges = f.wholeDevice
-    ? `whole device ${f.ranges[0]?.ops.map(opName).join(',')}`
-    : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(opName).join(',')}`).join('; ');
+    ? `whole device ${f.ranges[0]?.ops.map(wireOpWord).join(',')}`
+    : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(wireOpWord).join(',')}`).join('; ');
   const x = extras(f);
   return `${deviceName(f.device)}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}`;
 }
 
 function stateLine(s?: AttachState__Output | null): string {
   if (!s?.attached) return 'not attached';
-  return `attached ${modeName(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}`;
+  return `attached ${wireModeWord(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}`;
 }
 
 export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
-  const caps = st.capabilities.map((m) => `${modeName(m.mode)} ${m.available ? c.green('yes') : c.red('no')}`).join(', ');
+  const caps = st.capabilities.map((m) => `${wireModeWord(m.mode)} ${m.available ? c.green('yes') : c.red('no')}`).join(', ');
   const lines = [
     `${st.hostname} kernel ${st.kernelRelease}; ${stateLine(st.state)}; ${caps}; agent ${st.agentVersion}`,
   ];
   if (!st.state?.attached && st.attachError) lines.push(`  ${c.yellow('not attached:')} ${st.attachError}`);
-  for (const m of st.capabilities.filter((m) => !m.available)) lines.push(`  ${modeName(m.mode)}: ${m.reason}`);
+  for (const m of st.capabilities.filter((m) => !m.available)) lines.push(`  ${wireModeWord(m.mode)}: ${m.reason}`);
   if (!st.filters.length) {
     lines.push('  no filters');
     return lines;
@@ -67,7 +66,7 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
       t.push([
         i === 0 ? deviceName(f.device) : '',
         f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
-        r.ops.map(opName).join(','),
+        r.ops.map(wireOpWord).join(','),
         r.matched,
         r.failed,
         i === 0 ? ttl(f) : '',

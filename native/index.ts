@@ -6,10 +6,10 @@ import * as path from 'node:path';
 /** Attach modes the program can run in. `observe` counts what would fail, fails nothing. */
 export type Mode = 'fmod_ret' | 'kprobe' | 'observe';
 export type AttachMode = Mode | 'auto';
-export const MODES: readonly Mode[] = ['fmod_ret', 'kprobe', 'observe'];
+
 
 export type Op = 'read' | 'write' | 'flush' | 'discard' | 'write_zeroes';
-export const OPS: readonly Op[] = ['read', 'write', 'flush', 'discard', 'write_zeroes'];
+
 
 /** Per-disk limits compiled into the BPF program (bpf/iofilter.h). */
 export interface Limits {

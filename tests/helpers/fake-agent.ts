@@ -66,7 +66,9 @@ export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgen
         maxFailures: req.maxFailures,
       },
     })),
-    DeleteFilter: handler('DeleteFilter', () => ({ existed: true, device: { major: 7, minor: 0, name: 'loop0' } })),
+    DeleteFilter: handler('DeleteFilter', () => ({ existed: true, device: { major: 7, minor: 0, name: 'loop0' }, removed: 1 })),
+    ClearFilters: handler('ClearFilters', () => ({ removed: 0 })),
+    Watch: (call) => call.end(),
     Status: handler('Status', () => ({
       hostname: agent.address,
       kernelRelease: '6.1.0-fake',

@@ -1,6 +1,8 @@
 // Original file: proto/iofilter/v1/iofilter.proto
 
 import type { Mode as _iofilter_v1_Mode, Mode__Output as _iofilter_v1_Mode__Output } from '../../iofilter/v1/Mode';
+import type { SelfTest as _iofilter_v1_SelfTest, SelfTest__Output as _iofilter_v1_SelfTest__Output } from '../../iofilter/v1/SelfTest';
+import type { ProgramStats as _iofilter_v1_ProgramStats, ProgramStats__Output as _iofilter_v1_ProgramStats__Output } from '../../iofilter/v1/ProgramStats';
 
 export interface AttachState {
   'attached'?: (boolean);
@@ -11,6 +13,9 @@ export interface AttachState {
   'linkIds'?: (number)[];
   'adopted'?: (boolean);
   'maxDisks'?: (number);
+  'pinned'?: (boolean);
+  'selfTest'?: (_iofilter_v1_SelfTest | null);
+  'programs'?: (_iofilter_v1_ProgramStats)[];
 }
 
 export interface AttachState__Output {
@@ -22,4 +27,7 @@ export interface AttachState__Output {
   'linkIds': (number)[];
   'adopted': (boolean);
   'maxDisks': (number);
+  'pinned': (boolean);
+  'selfTest': (_iofilter_v1_SelfTest__Output | null);
+  'programs': (_iofilter_v1_ProgramStats__Output)[];
 }

@@ -5,9 +5,11 @@ import type { DeviceRef as _iofilter_v1_DeviceRef, DeviceRef__Output as _iofilte
 export interface DeleteFilterResponse {
   'existed'?: (boolean);
   'device'?: (_iofilter_v1_DeviceRef | null);
+  'removed'?: (number);
 }
 
 export interface DeleteFilterResponse__Output {
   'existed': (boolean);
   'device': (_iofilter_v1_DeviceRef__Output | null);
+  'removed': (number);
 }

@@ -2,6 +2,7 @@
 
 import type { DeviceRef as _iofilter_v1_DeviceRef, DeviceRef__Output as _iofilter_v1_DeviceRef__Output } from '../../iofilter/v1/DeviceRef';
 import type { RangeStatus as _iofilter_v1_RangeStatus, RangeStatus__Output as _iofilter_v1_RangeStatus__Output } from '../../iofilter/v1/RangeStatus';
+import type { CgroupRef as _iofilter_v1_CgroupRef, CgroupRef__Output as _iofilter_v1_CgroupRef__Output } from '../../iofilter/v1/CgroupRef';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Filter {
@@ -13,6 +14,14 @@ export interface Filter {
   'probability'?: (number | string);
   'maxFailures'?: (number | string | Long);
   'failures'?: (number | string | Long);
+  'id'?: (number);
+  'file'?: (string);
+  'cgroup'?: (_iofilter_v1_CgroupRef | null);
+  'matchedIos'?: (number | string | Long);
+  'failedIos'?: (number | string | Long);
+  'eventsPerSecond'?: (number);
+  'eventsSpared'?: (boolean);
+  'eventsDropped'?: (number | string | Long);
 }
 
 export interface Filter__Output {
@@ -24,4 +33,12 @@ export interface Filter__Output {
   'probability': (number);
   'maxFailures': (string);
   'failures': (string);
+  'id': (number);
+  'file': (string);
+  'cgroup': (_iofilter_v1_CgroupRef__Output | null);
+  'matchedIos': (string);
+  'failedIos': (string);
+  'eventsPerSecond': (number);
+  'eventsSpared': (boolean);
+  'eventsDropped': (string);
 }

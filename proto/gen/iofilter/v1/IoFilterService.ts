@@ -4,6 +4,8 @@ import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { AttachRequest as _iofilter_v1_AttachRequest, AttachRequest__Output as _iofilter_v1_AttachRequest__Output } from '../../iofilter/v1/AttachRequest';
 import type { AttachResponse as _iofilter_v1_AttachResponse, AttachResponse__Output as _iofilter_v1_AttachResponse__Output } from '../../iofilter/v1/AttachResponse';
+import type { ClearFiltersRequest as _iofilter_v1_ClearFiltersRequest, ClearFiltersRequest__Output as _iofilter_v1_ClearFiltersRequest__Output } from '../../iofilter/v1/ClearFiltersRequest';
+import type { ClearFiltersResponse as _iofilter_v1_ClearFiltersResponse, ClearFiltersResponse__Output as _iofilter_v1_ClearFiltersResponse__Output } from '../../iofilter/v1/ClearFiltersResponse';
 import type { DeleteFilterRequest as _iofilter_v1_DeleteFilterRequest, DeleteFilterRequest__Output as _iofilter_v1_DeleteFilterRequest__Output } from '../../iofilter/v1/DeleteFilterRequest';
 import type { DeleteFilterResponse as _iofilter_v1_DeleteFilterResponse, DeleteFilterResponse__Output as _iofilter_v1_DeleteFilterResponse__Output } from '../../iofilter/v1/DeleteFilterResponse';
 import type { DetachRequest as _iofilter_v1_DetachRequest, DetachRequest__Output as _iofilter_v1_DetachRequest__Output } from '../../iofilter/v1/DetachRequest';
@@ -12,6 +14,8 @@ import type { SetFilterRequest as _iofilter_v1_SetFilterRequest, SetFilterReques
 import type { SetFilterResponse as _iofilter_v1_SetFilterResponse, SetFilterResponse__Output as _iofilter_v1_SetFilterResponse__Output } from '../../iofilter/v1/SetFilterResponse';
 import type { StatusRequest as _iofilter_v1_StatusRequest, StatusRequest__Output as _iofilter_v1_StatusRequest__Output } from '../../iofilter/v1/StatusRequest';
 import type { StatusResponse as _iofilter_v1_StatusResponse, StatusResponse__Output as _iofilter_v1_StatusResponse__Output } from '../../iofilter/v1/StatusResponse';
+import type { WatchEvent as _iofilter_v1_WatchEvent, WatchEvent__Output as _iofilter_v1_WatchEvent__Output } from '../../iofilter/v1/WatchEvent';
+import type { WatchRequest as _iofilter_v1_WatchRequest, WatchRequest__Output as _iofilter_v1_WatchRequest__Output } from '../../iofilter/v1/WatchRequest';
 
 export interface IoFilterServiceClient extends grpc.Client {
   Attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
@@ -22,6 +26,15 @@ export interface IoFilterServiceClient extends grpc.Client {
   attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
   attach(argument: _iofilter_v1_AttachRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
   attach(argument: _iofilter_v1_AttachRequest, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
+  
+  ClearFilters(argument: _iofilter_v1_ClearFiltersRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  ClearFilters(argument: _iofilter_v1_ClearFiltersRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  ClearFilters(argument: _iofilter_v1_ClearFiltersRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  ClearFilters(argument: _iofilter_v1_ClearFiltersRequest, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  clearFilters(argument: _iofilter_v1_ClearFiltersRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  clearFilters(argument: _iofilter_v1_ClearFiltersRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  clearFilters(argument: _iofilter_v1_ClearFiltersRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
+  clearFilters(argument: _iofilter_v1_ClearFiltersRequest, callback: grpc.requestCallback<_iofilter_v1_ClearFiltersResponse__Output>): grpc.ClientUnaryCall;
   
   DeleteFilter(argument: _iofilter_v1_DeleteFilterRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
   DeleteFilter(argument: _iofilter_v1_DeleteFilterRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_DeleteFilterResponse__Output>): grpc.ClientUnaryCall;
@@ -59,10 +72,17 @@ export interface IoFilterServiceClient extends grpc.Client {
   status(argument: _iofilter_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   status(argument: _iofilter_v1_StatusRequest, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   
+  Watch(argument: _iofilter_v1_WatchRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
+  Watch(argument: _iofilter_v1_WatchRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
+  watch(argument: _iofilter_v1_WatchRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
+  watch(argument: _iofilter_v1_WatchRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
+  
 }
 
 export interface IoFilterServiceHandlers extends grpc.UntypedServiceImplementation {
   Attach: grpc.handleUnaryCall<_iofilter_v1_AttachRequest__Output, _iofilter_v1_AttachResponse>;
+  
+  ClearFilters: grpc.handleUnaryCall<_iofilter_v1_ClearFiltersRequest__Output, _iofilter_v1_ClearFiltersResponse>;
   
   DeleteFilter: grpc.handleUnaryCall<_iofilter_v1_DeleteFilterRequest__Output, _iofilter_v1_DeleteFilterResponse>;
   
@@ -72,12 +92,16 @@ export interface IoFilterServiceHandlers extends grpc.UntypedServiceImplementati
   
   Status: grpc.handleUnaryCall<_iofilter_v1_StatusRequest__Output, _iofilter_v1_StatusResponse>;
   
+  Watch: grpc.handleServerStreamingCall<_iofilter_v1_WatchRequest__Output, _iofilter_v1_WatchEvent>;
+  
 }
 
 export interface IoFilterServiceDefinition extends grpc.ServiceDefinition {
   Attach: MethodDefinition<_iofilter_v1_AttachRequest, _iofilter_v1_AttachResponse, _iofilter_v1_AttachRequest__Output, _iofilter_v1_AttachResponse__Output>
+  ClearFilters: MethodDefinition<_iofilter_v1_ClearFiltersRequest, _iofilter_v1_ClearFiltersResponse, _iofilter_v1_ClearFiltersRequest__Output, _iofilter_v1_ClearFiltersResponse__Output>
   DeleteFilter: MethodDefinition<_iofilter_v1_DeleteFilterRequest, _iofilter_v1_DeleteFilterResponse, _iofilter_v1_DeleteFilterRequest__Output, _iofilter_v1_DeleteFilterResponse__Output>
   Detach: MethodDefinition<_iofilter_v1_DetachRequest, _iofilter_v1_DetachResponse, _iofilter_v1_DetachRequest__Output, _iofilter_v1_DetachResponse__Output>
   SetFilter: MethodDefinition<_iofilter_v1_SetFilterRequest, _iofilter_v1_SetFilterResponse, _iofilter_v1_SetFilterRequest__Output, _iofilter_v1_SetFilterResponse__Output>
   Status: MethodDefinition<_iofilter_v1_StatusRequest, _iofilter_v1_StatusResponse, _iofilter_v1_StatusRequest__Output, _iofilter_v1_StatusResponse__Output>
+  Watch: MethodDefinition<_iofilter_v1_WatchRequest, _iofilter_v1_WatchEvent, _iofilter_v1_WatchRequest__Output, _iofilter_v1_WatchEvent__Output>
 }

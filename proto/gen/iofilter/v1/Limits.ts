@@ -8,6 +8,9 @@ export interface Limits {
   'maxTtlMs'?: (number | string | Long);
   'defaultTtlMs'?: (number | string | Long);
   'allowNoTtl'?: (boolean);
+  'maxRangesPerFilter'?: (number);
+  'maxOverlap'?: (number);
+  'maxRangesPerIo'?: (number);
 }
 
 export interface Limits__Output {
@@ -16,4 +19,7 @@ export interface Limits__Output {
   'maxTtlMs': (string);
   'defaultTtlMs': (string);
   'allowNoTtl': (boolean);
+  'maxRangesPerFilter': (number);
+  'maxOverlap': (number);
+  'maxRangesPerIo': (number);
 }

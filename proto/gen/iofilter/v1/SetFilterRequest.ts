@@ -11,7 +11,14 @@ export interface SetFilterRequest {
   'ttlMs'?: (number | string | Long);
   'probability'?: (number | string);
   'maxFailures'?: (number | string | Long);
+  'file'?: (string);
+  'cgroupPath'?: (string);
+  'cgroupId'?: (number | string | Long);
+  'pid'?: (number);
+  'eventsPerSecond'?: (number);
+  'eventsSpared'?: (boolean);
   '_probability'?: "probability";
+  '_eventsPerSecond'?: "eventsPerSecond";
 }
 
 export interface SetFilterRequest__Output {
@@ -21,5 +28,12 @@ export interface SetFilterRequest__Output {
   'ttlMs': (string);
   'probability'?: (number);
   'maxFailures': (string);
+  'file': (string);
+  'cgroupPath': (string);
+  'cgroupId': (string);
+  'pid': (number);
+  'eventsPerSecond'?: (number);
+  'eventsSpared': (boolean);
   '_probability'?: "probability";
+  '_eventsPerSecond'?: "eventsPerSecond";
 }

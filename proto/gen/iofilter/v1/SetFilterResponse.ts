@@ -4,8 +4,10 @@ import type { Filter as _iofilter_v1_Filter, Filter__Output as _iofilter_v1_Filt
 
 export interface SetFilterResponse {
   'filter'?: (_iofilter_v1_Filter | null);
+  'warnings'?: (string)[];
 }
 
 export interface SetFilterResponse__Output {
   'filter': (_iofilter_v1_Filter__Output | null);
+  'warnings': (string)[];
 }

@@ -4,6 +4,7 @@ import type { ModeCapability as _iofilter_v1_ModeCapability, ModeCapability__Out
 import type { AttachState as _iofilter_v1_AttachState, AttachState__Output as _iofilter_v1_AttachState__Output } from '../../iofilter/v1/AttachState';
 import type { Filter as _iofilter_v1_Filter, Filter__Output as _iofilter_v1_Filter__Output } from '../../iofilter/v1/Filter';
 import type { Limits as _iofilter_v1_Limits, Limits__Output as _iofilter_v1_Limits__Output } from '../../iofilter/v1/Limits';
+import type { KernelFeatures as _iofilter_v1_KernelFeatures, KernelFeatures__Output as _iofilter_v1_KernelFeatures__Output } from '../../iofilter/v1/KernelFeatures';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StatusResponse {
@@ -18,6 +19,9 @@ export interface StatusResponse {
   'hostname'?: (string);
   'limits'?: (_iofilter_v1_Limits | null);
   'attachError'?: (string);
+  'features'?: (_iofilter_v1_KernelFeatures | null);
+  'truncatedIos'?: (number | string | Long);
+  'eventsLost'?: (number | string | Long);
 }
 
 export interface StatusResponse__Output {
@@ -32,4 +36,7 @@ export interface StatusResponse__Output {
   'hostname': (string);
   'limits': (_iofilter_v1_Limits__Output | null);
   'attachError': (string);
+  'features': (_iofilter_v1_KernelFeatures__Output | null);
+  'truncatedIos': (string);
+  'eventsLost': (string);
 }

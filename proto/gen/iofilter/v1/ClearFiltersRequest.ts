@@ -1,0 +1,8 @@
+// Original file: proto/iofilter/v1/iofilter.proto
+
+
+export interface ClearFiltersRequest {
+}
+
+export interface ClearFiltersRequest__Output {
+}
