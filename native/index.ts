@@ -1,7 +1,6 @@
 // The only importer of the native addon (build/Release/iofilter.node): its typed face.
 // Everything kernel-facing in the agent, tests and benchmarks goes through here.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { findUp } from '../common/find-up';
 
 /** Attach modes the program can run in. `observe` counts what would fail, fails nothing. */
 export type Mode = 'fmod_ret' | 'kprobe' | 'observe';
@@ -142,23 +141,15 @@ interface NativeAddon {
   attachEmpty(hook: string): Promise<EmptyProgram>;
 }
 
-function findAddon(): string {
-  // Works from source (ts-jest: native/) and from the build (dist/native/).
-  let dir = __dirname;
-  for (let i = 0; i < 4; i++) {
-    const candidate = path.join(dir, 'build', 'Release', 'iofilter.node');
-    if (fs.existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  throw Object.assign(new Error('native addon build/Release/iofilter.node not found: run `npm run build:native`'), {
-    code: 'ENOADDON',
-  });
-}
-
 let addon: NativeAddon | undefined;
 function load(): NativeAddon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  addon ??= require(findAddon()) as NativeAddon;
+  if (!addon) {
+    // Works from source (ts-jest: native/) and from the build (dist/native/).
+    const file = findUp(__dirname, 'build/Release/iofilter.node');
+    if (!file)
+      throw Object.assign(new Error('native addon build/Release/iofilter.node not found: run `npm run build:native`'), { code: 'ENOADDON' });
+    addon = require(file) as NativeAddon;
+  }
   return addon;
 }
 

@@ -1,9 +1,8 @@
 // Loads the IoFilterService contract with the one set of loader options that the
 // agent, the client and the generated types (npm run build:proto) all agree on.
-import * as path from 'node:path';
-import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { findUp } from '../common/find-up';
 import type { ProtoGrpcType } from './gen/iofilter';
 
 /** Must match the flags of `build:proto` in package.json. */
@@ -19,11 +18,9 @@ export const SERVICE_NAME = 'iofilter.v1.IoFilterService';
 
 export function protoFile(): string {
   // From source (proto/) or from the build (dist/proto/): the .proto stays in the source tree.
-  for (const dir of [__dirname, path.join(__dirname, '..', '..', 'proto')]) {
-    const f = path.join(dir, 'iofilter', 'v1', 'iofilter.proto');
-    if (fs.existsSync(f)) return f;
-  }
-  throw new Error('iofilter.proto not found next to ' + __dirname);
+  const f = findUp(__dirname, 'proto/iofilter/v1/iofilter.proto');
+  if (!f) throw new Error('iofilter.proto not found above ' + __dirname);
+  return f;
 }
 
 let cached: { def: protoLoader.PackageDefinition; grpcObj: ProtoGrpcType } | undefined;

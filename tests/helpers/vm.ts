@@ -6,13 +6,10 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { findUp } from '../../common/find-up';
 
 /** The repository root, from the source tree (ts-jest) or from dist/ alike. */
-export const ROOT = (() => {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) && dir !== '/') dir = path.dirname(dir);
-  return dir;
-})();
+export const ROOT = path.dirname(findUp(__dirname, 'package.json')!);
 
 export interface ExecResult {
   code: number;
