@@ -1,8 +1,10 @@
 // Agent configuration: the JSON file (--config) merged under command-line flags, with
 // defaults that are safe (loopback only, kernel-enforced TTL on every filter).
 import * as fs from 'node:fs';
+import { DEFAULT_PIN_DIR } from '../native';
+import { AttachModeName, MODE_NAMES } from '../proto/names';
 
-export type AttachOnStart = 'auto' | 'fmod_ret' | 'kprobe' | 'observe' | 'none';
+export type AttachOnStart = AttachModeName | 'none';
 export type Role = 'viewer' | 'operator';
 
 export interface AgentConfig {
@@ -22,7 +24,7 @@ export interface AgentConfig {
 
 export const DEFAULTS: AgentConfig = {
   listen: '127.0.0.1:50051',
-  pinDir: '/sys/fs/bpf/iofilter',
+  pinDir: DEFAULT_PIN_DIR,
   attach: 'auto',
   maxDisks: 1024,
   logLevel: 'info',
@@ -35,7 +37,7 @@ export const DEFAULTS: AgentConfig = {
 
 export class ConfigError extends Error {}
 
-const ATTACH = ['auto', 'fmod_ret', 'kprobe', 'observe', 'none'];
+const ATTACH: readonly AttachOnStart[] = [...MODE_NAMES, 'none'];
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 type Shape = Record<string, (v: unknown, at: string) => unknown>;
@@ -53,7 +55,7 @@ const int = (min: number, max: number) => (v: unknown, at: string) => {
     throw new ConfigError(`${at} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
   return v;
 };
-const oneOf = (choices: string[]) => (v: unknown, at: string) => {
+const oneOf = (choices: readonly string[]) => (v: unknown, at: string) => {
   if (typeof v !== 'string' || !choices.includes(v)) throw new ConfigError(`${at} must be one of ${choices.join(', ')}, got ${JSON.stringify(v)}`);
   return v;
 };

@@ -1,42 +1,9 @@
 // Pure parsing and validation of what people type: hosts, devices, sector ranges,
 // durations. Everything here throws UsageError before any network call is made.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-
-export class UsageError extends Error {}
-
-export const DEFAULT_PORT = 50051;
-
-/** "db1" -> "db1:50051"; "db1:7000", "[::1]:7000", "::1", "unix:/run/x.sock" as given. */
-export function normalizeHost(raw: string): string {
-  const h = raw.trim();
-  if (!h) throw new UsageError('empty host');
-  if (h.startsWith('unix:')) {
-    if (h.length <= 5) throw new UsageError(`host "${raw}": unix: needs a socket path`);
-    return h;
-  }
-  let host: string;
-  let port: string | undefined;
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(h);
-  if (v6) {
-    [host, port] = [v6[1], v6[2]];
-    if (!net.isIPv6(host)) throw new UsageError(`host "${raw}": ${host} is not an IPv6 address`);
-    return `[${host}]:${checkPort(port, raw)}`;
-  }
-  if (net.isIPv6(h)) return `[${h}]:${DEFAULT_PORT}`;
-  const i = h.lastIndexOf(':');
-  [host, port] = i >= 0 ? [h.slice(0, i), h.slice(i + 1)] : [h, undefined];
-  // underscores are not legal in DNS names but common in internal ones (and /etc/hosts)
-  if (!/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/.test(host)) throw new UsageError(`host "${raw}": "${host}" is not a host name or address`);
-  return `${host}:${checkPort(port, raw)}`;
-}
-
-function checkPort(port: string | undefined, raw: string): number {
-  if (port === undefined) return DEFAULT_PORT;
-  const n = Number(port);
-  if (!/^\d+$/.test(port) || n < 1 || n > 65535) throw new UsageError(`host "${raw}": port must be 1-65535`);
-  return n;
-}
+import { parseDeviceSpec } from '../proto/devices';
+import { UsageError } from './errors';
+import { normalizeHost } from './hosts';
 
 /**
  * --host values (repeatable, comma lists) and a hosts file (one or more per line, `#`
@@ -96,14 +63,8 @@ export function formatDuration(ms: number): string {
 
 /** DEV as the agent takes it: MAJ:MIN or a /dev path (existence is the agent's to check). */
 export function checkDevice(dev: string): string {
-  if (/^\d{1,4}:\d{1,7}$/.test(dev)) {
-    const [maj, min] = dev.split(':').map(Number);
-    if (maj > 4095 || min > (1 << 20) - 1) throw new UsageError(`device "${dev}": MAJ must be <= 4095 and MIN <= 1048575`);
-    if (maj === 0 && min === 0) throw new UsageError('device "0:0" is not a block device');
-    return dev;
-  }
-  if (dev.startsWith('/dev/') && dev.length > 5) return dev;
-  throw new UsageError(`device "${dev}": give MAJ:MIN (e.g. 259:2) or a /dev path`);
+  parseDeviceSpec(dev, (message) => new UsageError(message));
+  return dev;
 }
 
 const U64_MAX = (1n << 64n) - 1n;

@@ -9,7 +9,8 @@ import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
-import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, UsageError } from './args';
+import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange } from './args';
+import { UsageError } from './errors';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
 import { HostResult, runFleet } from './fleet';
@@ -127,13 +128,14 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .option('--probability <p>', 'fail about this share of matching I/O, in (0, 1]')
     .option('--max-failures <k>', 'fail only the first K matching I/Os');
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
-  set.action((dev: string, o: Record<string, any>) => {
+  type SetOpts = { range: string[]; ttl?: string; probability?: string; maxFailures?: string } & Record<string, unknown>;
+  set.action((dev: string, o: SetOpts) => {
     checkDevice(dev);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
     const ops = OP_NAMES.filter((op) => o[opWord(op).replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase())]).map(opToWire);
     if (!ops.length) throw new UsageError('set: select at least one operation: --read, --write, --flush, --discard, --write-zeroes');
     const req: SetFilterRequest = { device: dev };
-    if (o.range.length) req.ranges = o.range.map((r: string) => ({ ...parseRange(r), ops }));
+    if (o.range.length) req.ranges = o.range.map((r) => ({ ...parseRange(r), ops }));
     else req.wholeDeviceOps = ops;
     if (o.ttl !== undefined) {
       const ms = parseDuration(o.ttl, 'TTL');

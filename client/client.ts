@@ -10,7 +10,7 @@ import type { IoFilterServiceClient } from '../proto/gen/iofilter/v1/IoFilterSer
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
 import { AttachModeName, modeToWire } from '../proto/names';
-import { normalizeHost } from './args';
+import { normalizeHost } from './hosts';
 
 export interface TlsFiles {
   ca: string; // CA that signed the agent's certificate

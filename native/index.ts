@@ -103,12 +103,6 @@ export interface AttachState {
   maxDisks: number;
 }
 
-/** A native error: `code` is a stable string (e.g. "EPERM", "ENOSPC", "ENOTATTACHED"). */
-export interface NativeError extends Error {
-  code: string;
-  errno?: number;
-}
-
 /** A handle on the attached (or adopted) program and its pinned maps. */
 export interface Filterer {
   readonly state: AttachState;

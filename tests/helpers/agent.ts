@@ -4,7 +4,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { IoFilterClient } from '../../client';
-import { freePort, ROOT } from './vm';
+import { freePort, ROOT } from './common';
 
 export const AGENT_MAIN = path.join(ROOT, 'dist', 'agent', 'main.js');
 

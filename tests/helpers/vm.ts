@@ -4,12 +4,10 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { findUp } from '../../common/find-up';
+import { freePort, ROOT } from './common';
 
-/** The repository root, from the source tree (ts-jest) or from dist/ alike. */
-export const ROOT = path.dirname(findUp(__dirname, 'package.json')!);
+export { ROOT } from './common'; // tests/vm/e2e.test.ts still imports ROOT from here
 
 export interface ExecResult {
   code: number;
@@ -27,17 +25,6 @@ export function vmUnavailableReason(): string | null {
   const k = spawnSync(path.join(ROOT, 'tests', 'vm', 'build-kernel'), { encoding: 'utf8', timeout: 20 * 60_000 });
   if (k.status !== 0) return `the test kernel does not build: ${k.stderr.trim().split('\n').slice(-3).join(' / ')}`;
   return null;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 export class Vm {

@@ -4,13 +4,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../../native';
+import { ROOT } from '../helpers/common';
 import { createLoop, directIo, loopUnavailableReason, LoopDevice } from '../helpers/loop';
 
 const skipReason = loopUnavailableReason();
 const d = skipReason ? describe.skip : describe;
 if (skipReason) console.warn(`host binding tests skipped: ${skipReason}`);
 
-const ADDON = path.join(__dirname, '..', '..', 'build', 'Release', 'iofilter.node');
+const ADDON = path.join(ROOT, 'build', 'Release', 'iofilter.node');
 const pinDir = `/sys/fs/bpf/iofilter-test-${process.pid}`;
 const dev = (l: { major: number; minor: number }) => ({ major: l.major, minor: l.minor });
 const counts = (f: native.FilterInfo | null) => f!.ranges.map((r) => `${r.matched}/${r.failed}`);

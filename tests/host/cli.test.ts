@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
-import { freePort } from '../helpers/vm';
+import { freePort, ROOT } from '../helpers/common';
 
-const CLI = path.join(__dirname, '..', '..', 'dist', 'client', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'client', 'cli.js');
 const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) && fs.existsSync(CLI) ? null : 'the project is not built (npm run build)');
 if (skipReason) console.warn(`host CLI tests skipped: ${skipReason}`);
 const d = skipReason ? describe.skip : describe;

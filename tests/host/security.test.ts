@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { IoFilterClient } from '../../client';
 import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
-import { freePort } from '../helpers/vm';
+import { freePort } from '../helpers/common';
 
 const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
 if (skipReason) console.warn(`host security tests skipped: ${skipReason}`);

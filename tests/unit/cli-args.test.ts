@@ -6,11 +6,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { checkDevice, formatDuration, normalizeHost, parseCount, parseDuration, parseHosts, parseProbability, parseRange, UsageError } from '../../client/args';
+import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange } from '../../client/args';
+import { UsageError } from '../../client/errors';
+import { normalizeHost } from '../../client/hosts';
 import { Io, parseArgs, runCli } from '../../client/cli';
 import type { IoFilterClient } from '../../client';
+import { ROOT } from '../helpers/common';
 
-const CLI = path.join(__dirname, '..', '..', 'dist', 'client', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'client', 'cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-cli-args-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -144,7 +147,7 @@ describe('usage errors: exit 1 before any network call, message on stderr, nothi
     ['empty --host', ['--host', ',', 'status'], /no host/],
     ['bad host', ['--host', 'db1:99999', 'status'], /port must be 1-65535/],
     ['unreadable hosts file', ['--hosts-file', '/nonexistent/hosts', 'status'], /cannot read hosts file/],
-    ['bad DEV', [...H, 'set', 'sda', '--write'], /device "sda": give MAJ:MIN/],
+    ['bad DEV', [...H, 'set', 'sda', '--write'], /device "sda" is neither MAJ:MIN/],
     ['bad DEV "8:"', [...H, 'delete', '8:'], /device "8:"/],
     ['DEV 0:0', [...H, 'set', '0:0', '--write'], /0:0/],
     ['missing DEV', [...H, 'delete'], /missing required argument 'dev'/],

@@ -6,7 +6,7 @@ import { Io, runCli } from '../../client/cli';
 import { exitCode, jsonLine, summary } from '../../client/render';
 import type { HostResult } from '../../client';
 import { FakeAgent, startFakeAgent, stopFakeAgents } from '../helpers/fake-agent';
-import { freePort } from '../helpers/vm';
+import { freePort } from '../helpers/common';
 
 function capture(tty = false): Io & { stdout: string; stderr: string } {
   const io = { stdout: '', stderr: '', stdoutTty: tty, stderrTty: false, out: (s: string) => void (io.stdout += s), err: (s: string) => void (io.stderr += s) };

@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { IoFilterClient, runFleet } from '../../client';
 import { FakeAgent, flight, startFakeAgent, stopFakeAgents } from '../helpers/fake-agent';
-import { freePort } from '../helpers/vm';
+import { freePort } from '../helpers/common';
 
 const agents: FakeAgent[] = [];
 async function fake(...a: Parameters<typeof startFakeAgent>): Promise<FakeAgent> {

@@ -4,8 +4,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ROOT } from '../helpers/common';
 
-const ROOT = path.join(__dirname, '..', '..');
 const R = 1, W = 2, FL = 4, DI = 8, WZ = 16;
 const MAX = (1n << 64n) - 1n;
 const DISK = '7 0';
