@@ -2,16 +2,15 @@
 /*
  * iofilter: fails chosen block I/O with EIO at should_fail_bio().
  *
- * Four programs share one match function (iofilter_match.h); user space autoloads
+ * Five programs share one match rule (iofilter_match.h); user space autoloads
  * exactly one of them:
- *   fmod_ret/should_fail_bio   enforce: the return value fails the bio
- *   kprobe/should_fail_bio     enforce: bpf_override_return (fallback)
- *   fentry/should_fail_bio     observe: count what would fail
- *   tp_btf/block_bio_queue     observe, when fentry is refused (lockdown) or absent
- *
- * CO-RE without vmlinux.h: the few kernel types are declared below with
- * preserve_access_index, and libbpf relocates every field access to the running
- * kernel's layout.
+ *   fmod_ret/should_fail_bio       enforce: the return value fails the bio
+ *   kprobe/should_fail_bio         enforce: bpf_override_return (fallback)
+ *   fentry/should_fail_bio         observe: count what would fail
+ *   tp_btf/block_bio_queue         observe, when fentry is refused (lockdown) or absent
+ *   tp_btf/block_bio_queue (old)   the same before 5.11, where the tracepoint also
+ *                                  passes the request_queue first
+ * Map layout and the publication protocol: iofilter.h. Kernel shims: core_fixes.bpf.h.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -22,271 +21,305 @@
 #include <bpf/bpf_core_read.h>
 
 #include "iofilter.h"
+#include "core_fixes.bpf.h"
 
-typedef __u32 dev_t;
-typedef __u64 sector_t;
-
-struct gendisk {
-	int major;
-	int first_minor;
-} __attribute__((preserve_access_index));
-
-struct block_device {
-	sector_t bd_start_sect;
-	dev_t bd_dev;
-	struct gendisk *bd_disk;
-} __attribute__((preserve_access_index));
-
-struct bvec_iter {
-	sector_t bi_sector;
-	unsigned int bi_size;
-} __attribute__((preserve_access_index));
-
-struct bio {
-	unsigned int bi_opf;
-	unsigned short bi_flags;
-	struct block_device *bi_bdev;
-	struct bvec_iter bi_iter;
-} __attribute__((preserve_access_index));
-
-/*
- * Before 5.12 (commit 309dca309fc3 "block: store a block_device pointer in struct
- * bio") a bio named its device by gendisk + partition number, and a partition's
- * start lived in hd_struct, reached through the disk's partition table.
- */
-struct hd_struct___old {
-	sector_t start_sect;
-} __attribute__((preserve_access_index));
-
-struct disk_part_tbl___old {
-	struct hd_struct___old *part[0];
-} __attribute__((preserve_access_index));
-
-struct gendisk___old {
-	int major;
-	int first_minor;
-	struct disk_part_tbl___old *part_tbl;
-} __attribute__((preserve_access_index));
-
-struct bio___old {
-	struct gendisk___old *bi_disk;
-	__u8 bi_partno;
-} __attribute__((preserve_access_index));
-
-/*
- * Op numbers: `enum req_opf` became `enum req_op` in 5.19 (commit ff07a02e9e8e
- * "treewide: use enum req_op for operation"). Values are relocated from the running
- * kernel's BTF rather than trusted to stay put.
- */
-enum req_op {
-	REQ_OP_READ = 0,
-	REQ_OP_WRITE = 1,
-	REQ_OP_FLUSH = 2,
-	REQ_OP_DISCARD = 3,
-	REQ_OP_WRITE_ZEROES = 9,
-};
-
-enum req_opf___old {
-	REQ_OP_READ___old = 0,
-	REQ_OP_WRITE___old = 1,
-	REQ_OP_FLUSH___old = 2,
-	REQ_OP_DISCARD___old = 3,
-	REQ_OP_WRITE_ZEROES___old = 9,
-};
-
-enum req_flag_bits {
-	__REQ_PREFLUSH = 18,
-};
-
-/* REQ_OP_BITS has been 8 since 4.10 (commit ef295ecf090d), so the mask is stable. */
-#define REQ_OP_MASK 0xffu
-
-/*
- * BIO_REMAPPED (5.11+) is an enumerator of an anonymous enum, which CO-RE cannot
- * relocate by name; user space looks it up in the kernel's BTF and sets it here.
- */
-const volatile __s32 bio_remapped_bit = -1;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024); /* set by user space before load */
-	__type(key, struct iof_dev);
-	__type(value, struct iof_disk);
-} iof_disks SEC(".maps");
+/* Set by user space before load, from the running kernel (see native/loader.cc). */
+const volatile __s32 bio_remapped_bit = -1; /* BIO_REMAPPED, an anonymous enum's value */
+const volatile __s32 bio_chain_bit = -1;    /* BIO_CHAIN */
+const volatile __u32 iof_index_mask = 0;    /* buckets of iof_index - 1 */
+const volatile __u8 iof_have_fetch = 0;     /* BPF atomic fetch-add (5.12+) */
+const volatile __u8 iof_test_dead = 0;      /* test-only: a hook that never fires */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1024 * IOF_SLOTS_PER_DISK); /* set by user space before load */
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 4096); /* every size here is set by user space before load */
+	__type(key, __u32);
+	__type(value, __u64); /* entry slot + 1 in the low 32 bits (array values are 8-byte strided) */
+} iof_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2048);
+	__type(key, __u32);
+	__type(value, struct iof_entry);
+} iof_entries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct iof_range);
+} iof_ranges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct iof_node);
+} iof_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct iof_counter);
 } iof_counters SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct iof_fstats);
+} iof_fstats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct iof_meta);
+} iof_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct iof_state);
 } iof_state SEC(".maps");
 
-#define IOF_COUNTER(slot)                                                                  \
-	({                                                                                 \
-		__u32 __k = (slot);                                                        \
-		(struct iof_counter *)bpf_map_lookup_elem(&iof_counters, &__k);            \
-	})
-#define IOF_NOW_NS() bpf_ktime_get_boot_ns()
-#define IOF_RANDOM_U32() bpf_get_prandom_u32()
-#define IOF_FETCH_ADD(p, v) __sync_fetch_and_add((p), (v))
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct iof_seen);
+} iof_seen SEC(".maps");
 
-#include "iofilter_match.h"
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} iof_events SEC(".maps");
 
-static __always_inline __u32 iof_ops(__u32 opf)
+static __always_inline void *iof_elem(void *map, __u32 key)
 {
-	__u32 op = opf & REQ_OP_MASK;
-	__u32 ops = 0;
-
-	if (bpf_core_type_exists(enum req_op)) {
-		if (op == bpf_core_enum_value(enum req_op, REQ_OP_READ))
-			ops = IOF_OP_READ;
-		else if (op == bpf_core_enum_value(enum req_op, REQ_OP_WRITE))
-			ops = IOF_OP_WRITE;
-		else if (op == bpf_core_enum_value(enum req_op, REQ_OP_FLUSH))
-			ops = IOF_OP_FLUSH;
-		else if (op == bpf_core_enum_value(enum req_op, REQ_OP_DISCARD))
-			ops = IOF_OP_DISCARD;
-		else if (op == bpf_core_enum_value(enum req_op, REQ_OP_WRITE_ZEROES))
-			ops = IOF_OP_WRITE_ZEROES;
-	} else {
-		if (op == bpf_core_enum_value(enum req_opf___old, REQ_OP_READ___old))
-			ops = IOF_OP_READ;
-		else if (op == bpf_core_enum_value(enum req_opf___old, REQ_OP_WRITE___old))
-			ops = IOF_OP_WRITE;
-		else if (op == bpf_core_enum_value(enum req_opf___old, REQ_OP_FLUSH___old))
-			ops = IOF_OP_FLUSH;
-		else if (op == bpf_core_enum_value(enum req_opf___old, REQ_OP_DISCARD___old))
-			ops = IOF_OP_DISCARD;
-		else if (op == bpf_core_enum_value(enum req_opf___old, REQ_OP_WRITE_ZEROES___old))
-			ops = IOF_OP_WRITE_ZEROES;
-	}
-	/* a data write that also asks for a cache flush first is a flush too */
-	if (opf & (1u << bpf_core_enum_value(enum req_flag_bits, __REQ_PREFLUSH)))
-		ops |= IOF_OP_FLUSH;
-	return ops;
+	return bpf_map_lookup_elem(map, &key);
 }
-
-/*
- * Fills io->disk/dev/sector for a bio. Tracing programs (fentry, fmod_ret, tp_btf)
- * may dereference kernel pointers directly, which is cheaper than a helper call per
- * field; the kprobe program must go through bpf_probe_read_kernel (BPF_CORE_READ).
- * RD(p, field) is one or the other.
- */
-#define IOF_DEFINE_LOCATE(name, RD)                                                        \
-	static __always_inline int name(struct bio *bio, struct iof_io *io)                \
-	{                                                                                  \
-		__u64 sector = RD(&bio->bi_iter, bi_sector);                               \
-		if (bpf_core_field_exists(bio->bi_bdev)) {                                 \
-			struct block_device *bdev = RD(bio, bi_bdev);                      \
-			struct gendisk *disk;                                              \
-			dev_t dev;                                                         \
-			if (!bdev)                                                         \
-				return 0;                                                  \
-			disk = RD(bdev, bd_disk);                                          \
-			if (!disk)                                                         \
-				return 0;                                                  \
-			io->disk.major = RD(disk, major);                                  \
-			io->disk.minor = RD(disk, first_minor);                            \
-			dev = RD(bdev, bd_dev);                                            \
-			io->dev.major = dev >> 20;                                         \
-			io->dev.minor = dev & 0xfffff;                                     \
-			/* a bio resubmitted after blk_partition_remap() (e.g. the rest  \
-			 * of a split) already carries an absolute sector */              \
-			if (bio_remapped_bit < 0 ||                                        \
-			    !(RD(bio, bi_flags) & (1u << (bio_remapped_bit & 15))))       \
-				sector += RD(bdev, bd_start_sect);                         \
-		} else {                                                                   \
-			struct bio___old *ob = (void *)bio;                                \
-			struct gendisk___old *disk = BPF_CORE_READ(ob, bi_disk);           \
-			__u8 partno = BPF_CORE_READ(ob, bi_partno);                        \
-			if (!disk)                                                         \
-				return 0;                                                  \
-			io->disk.major = BPF_CORE_READ(disk, major);                       \
-			io->disk.minor = BPF_CORE_READ(disk, first_minor);                 \
-			io->dev.major = io->disk.major;                                    \
-			io->dev.minor = io->disk.minor + partno;                           \
-			/* remapping zeroes bi_partno, so a partition number means the   \
-			 * sector is still partition-relative */                           \
-			if (partno) {                                                      \
-				struct disk_part_tbl___old *tbl = BPF_CORE_READ(disk, part_tbl); \
-				struct hd_struct___old *part = NULL;                       \
-				if (!tbl)                                                  \
-					return 0;                                          \
-				bpf_probe_read_kernel(&part, sizeof(part),                 \
-						      (void *)tbl +                        \
-							      bpf_core_field_offset(       \
-								      tbl->part) +         \
-							      partno * sizeof(void *));    \
-				if (!part)                                                 \
-					return 0;                                          \
-				sector += BPF_CORE_READ(part, start_sect);                 \
-			}                                                                  \
-		}                                                                          \
-		io->sector = sector;                                                       \
-		io->nr_sectors = RD(&bio->bi_iter, bi_size) >> 9;                          \
-		io->ops = iof_ops(RD(bio, bi_opf));                                        \
-		return 1;                                                                  \
-	}
-
-#define RD_DIRECT(p, field) ((p)->field)
-#define RD_PROBE(p, field) BPF_CORE_READ((p), field)
-
-IOF_DEFINE_LOCATE(iof_locate_btf, RD_DIRECT)
-IOF_DEFINE_LOCATE(iof_locate_probe, RD_PROBE)
 
 static __always_inline struct iof_state *iof_state_get(void)
 {
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&iof_state, &zero);
+	return iof_elem(&iof_state, 0);
 }
 
-static __always_inline int iof_maybe_filtered(const struct iof_state *st, const struct iof_dev *disk)
+/* The disk's published entry (and its slot), or NULL. One array load when the disk
+ * has no filter. */
+static __always_inline const struct iof_entry *iof_lookup(const struct iof_dev *disk, __u32 *slotp)
 {
-	__u32 bit = iof_disk_bit(disk->major, disk->minor);
+	const struct iof_entry *e;
+	__u32 h = iof_hash(disk->major, disk->minor), p, v, b;
+	__u64 *slot;
 
-	return (st->disk_bits[(bit >> 6) & (IOF_DISK_BITS / 64 - 1)] >> (bit & 63)) & 1;
+#pragma unroll
+	for (p = 0; p < IOF_PROBES; p++) {
+		b = (h + p) & iof_index_mask;
+		slot = iof_elem(&iof_index, b);
+		if (!slot)
+			return NULL;
+		v = (__u32)*(volatile __u64 *)slot; /* one read: user space switches it under us */
+		if (v == IOF_INDEX_EMPTY)
+			return NULL;
+		if (v == IOF_INDEX_TOMB)
+			continue;
+		e = iof_elem(&iof_entries, v - 1);
+		if (e && e->disk.major == disk->major && e->disk.minor == disk->minor) {
+			*slotp = v - 1;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter *f, struct iof_fstats *fs,
+				     __u32 range_index, __u32 outcome)
+{
+	struct iof_state *st;
+	struct iof_event *ev;
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	/* about events_per_sec per filter: a one-second window, reset without a lock
+	 * (two CPUs resetting at once cost at most one extra window's worth) */
+	if (now - fs->ev_window >= 1000000000ull) {
+		fs->ev_window = now;
+		fs->ev_count = 0;
+	}
+	if (fs->ev_count >= f->events_per_sec) {
+		__sync_fetch_and_add(&fs->ev_dropped, 1);
+		return;
+	}
+	__sync_fetch_and_add(&fs->ev_count, 1);
+	ev = bpf_ringbuf_reserve(&iof_events, sizeof(*ev), 0);
+	if (!ev) {
+		__sync_fetch_and_add(&fs->ev_dropped, 1);
+		st = iof_state_get();
+		if (st)
+			__sync_fetch_and_add(&st->events_lost, 1);
+		return;
+	}
+	if (!io->cg)
+		io->cg = (__u64)iof_bio_cgroup((struct bio *)io->bio);
+	ev->time_ns = now;
+	ev->sector = io->sector;
+	ev->dev_sector = io->sector - io->dev_offset;
+	ev->cgroup_id = iof_cgroup_id((struct cgroup *)io->cg);
+	ev->dev = io->dev;
+	ev->disk = io->disk;
+	ev->nr_sectors = io->nr_sectors;
+	ev->filter_id = f->id;
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	ev->range_index = range_index;
+	ev->ops = io->ops;
+	ev->outcome = outcome;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline int iof_cgroup_match(struct iof_io *io, const struct iof_filter *f)
+{
+	if (!io->cg)
+		io->cg = (__u64)iof_bio_cgroup((struct bio *)io->bio);
+	return iof_cgroup_under((struct cgroup *)io->cg, f->cgroup_id, f->cgroup_level);
+}
+
+static __always_inline void iof_truncated(void)
+{
+	struct iof_state *st = iof_state_get();
+
+	if (st)
+		__sync_fetch_and_add(&st->truncated, 1);
+}
+
+#define IOF_RANGE(i) ((const struct iof_range *)iof_elem(&iof_ranges, (i)))
+#define IOF_NODE(i) ((const struct iof_node *)iof_elem(&iof_nodes, (i)))
+#define IOF_COUNTER(slot) ((struct iof_counter *)iof_elem(&iof_counters, (slot)))
+#define IOF_FSTATS(slot) ((struct iof_fstats *)iof_elem(&iof_fstats, (slot)))
+#define IOF_NOW_NS() bpf_ktime_get_boot_ns()
+#define IOF_RANDOM_U32() bpf_get_prandom_u32()
+/* result unused: a plain atomic add, which every supported kernel verifies */
+#define IOF_ADD(p, v) __sync_fetch_and_add((p), (v))
+/* a fetch-add: dead code (never verified) where the kernel lacks it, see iof_have_fetch */
+#define IOF_HAVE_FETCH (iof_have_fetch)
+#define IOF_FETCH_ADD(p, v) __sync_fetch_and_add((p), (v))
+#define IOF_CGROUP_MATCH(io, f) iof_cgroup_match((io), (f))
+#define IOF_EMIT(io, f, fs, ri, oc) iof_emit((io), (f), (fs), (ri), (oc))
+#define IOF_TRUNCATED() iof_truncated()
+
+/* The bio being judged and its judgement: per CPU, because the layer walk runs in a
+ * function of its own. A program instance cannot be interrupted by another of the
+ * same program on its CPU (the kernel skips such a run: a recursion miss). */
+struct iof_scratch {
+	struct iof_io io;
+	struct iof_judge j;
+	__u32 slot;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct iof_scratch);
+} iof_scratch SEC(".maps");
+
+__attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase);
+#define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk_layer((li), (phase))
+
+#include "iofilter_match.h"
+
+/* A global function: the verifier checks it once, with any layer and phase. */
+__attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase)
+{
+	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
+	const struct iof_entry *e;
+
+	if (!s || li >= IOF_MAX_LAYERS)
+		return 0;
+	e = iof_elem(&iof_entries, s->slot);
+	if (!e)
+		return 0;
+	iof_walk(e, &s->io, &s->j, &e->layers[li], phase);
+	return 0;
 }
 
 /*
- * The whole per-I/O path, cheapest test first: any filter at all (one load), then
- * this disk's bit, then the hash lookup and the range scan. Returns 1 to fail the bio
- * (observe: would fail).
+ * The whole per-I/O path, cheapest test first: any filter at all (one load), the
+ * disk's index word, then the match. `dedupe`: on should_fail_bio, the remainder of a
+ * bio the kernel split and resubmitted (BIO_CHAIN set, same bio, the tail of a span
+ * already judged) is skipped, so one bio is drawn and counted once. Returns
+ * IOF_FAIL to fail the bio (observe: would fail).
  */
-#define IOF_APPLY(locate, bio)                                                             \
-	({                                                                                 \
-		int __ret = 0;                                                             \
-		struct iof_io __io = {};                                                   \
-		struct iof_state *__st = iof_state_get();                                  \
-		struct iof_disk *__d;                                                      \
-		if (__st && __st->nr_disks && locate((bio), &__io) &&                      \
-		    iof_maybe_filtered(__st, &__io.disk)) {                                \
-			__d = bpf_map_lookup_elem(&iof_disks, &__io.disk);                 \
-			if (__d && (__io.ops || !__io.nr_sectors))                         \
-				__ret = iof_match(__d, &__io);                             \
-		}                                                                          \
-		__ret;                                                                     \
-	})
+static __always_inline int iof_apply(struct bio *bio, const int probe, const int dedupe, const int enforce)
+{
+	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
+	const struct iof_entry *e;
+	struct iof_state *st;
+	struct iof_seen *seen, rec;
+	struct iof_dev disk = {};
+	__u64 key = (__u64)bio, last;
+	__u32 slot = 0;
+	int ret;
+
+	if (iof_test_dead || !s)
+		return IOF_NO_MATCH;
+	st = iof_state_get();
+	if (!st || !st->nr_disks)
+		return IOF_NO_MATCH;
+	if (!iof_locate_disk(bio, &s->io, probe))
+		return IOF_NO_MATCH;
+	disk = s->io.disk;
+	e = iof_lookup(&disk, &slot);
+	if (!e)
+		return IOF_NO_MATCH;
+	__builtin_memset(&s->io, 0, sizeof(s->io));
+	__builtin_memset(&s->j, 0, sizeof(s->j));
+	s->io.disk = disk;
+	s->slot = slot;
+	if (!iof_locate_rest(bio, &s->io, probe, bio_remapped_bit))
+		return IOF_NO_MATCH;
+	s->io.bio = (__u64)bio;
+	last = s->io.nr_sectors ? s->io.sector + s->io.nr_sectors - 1 : s->io.sector;
+	if (dedupe && bio_chain_bit >= 0 && (IOF_RD(probe, bio, bi_flags) & (1u << (bio_chain_bit & 15)))) {
+		seen = bpf_map_lookup_elem(&iof_seen, &key);
+		if (seen && seen->disk.major == disk.major && seen->disk.minor == disk.minor &&
+		    seen->first < s->io.sector && seen->last == last)
+			return IOF_NO_MATCH;
+	}
+	ret = iof_match(e, &s->io, &s->j, enforce);
+	if (dedupe && ret != IOF_NO_MATCH && s->io.nr_sectors) {
+		rec.disk = disk;
+		rec.first = s->io.sector;
+		rec.last = last;
+		bpf_map_update_elem(&iof_seen, &key, &rec, BPF_ANY);
+	}
+	return ret;
+}
 
 SEC("fmod_ret/should_fail_bio")
 int BPF_PROG(iofilter_fmod_ret, struct bio *bio, int ret)
 {
 	if (ret)
 		return ret; /* already failing */
-	return IOF_APPLY(iof_locate_btf, bio) ? -EIO : 0;
+	return iof_apply(bio, 0, 1, 1) == IOF_FAIL ? -EIO : 0;
 }
 
 SEC("kprobe/should_fail_bio")
 int BPF_KPROBE(iofilter_kprobe, struct bio *bio)
 {
-	if (IOF_APPLY(iof_locate_probe, bio))
+	if (iof_apply(bio, 1, 1, 1) == IOF_FAIL)
 		bpf_override_return(ctx, -EIO);
 	return 0;
 }
@@ -294,15 +327,25 @@ int BPF_KPROBE(iofilter_kprobe, struct bio *bio)
 SEC("fentry/should_fail_bio")
 int BPF_PROG(iofilter_observe_fentry, struct bio *bio)
 {
-	IOF_APPLY(iof_locate_btf, bio);
+	iof_apply(bio, 0, 1, 0);
 	return 0;
 }
 
-/* block_bio_queue lost its request_queue argument in 5.11; this is the one-argument form. */
+/* block_bio_queue fires once per bio (BIO_TRACE_COMPLETION), after the remap: no
+ * split remainder to skip. It lost its request_queue argument in 5.11. */
 SEC("tp_btf/block_bio_queue")
 int BPF_PROG(iofilter_observe_tp, struct bio *bio)
 {
-	IOF_APPLY(iof_locate_btf, bio);
+	iof_apply(bio, 0, 0, 0);
+	return 0;
+}
+
+struct request_queue;
+
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(iofilter_observe_tp_old, struct request_queue *q, struct bio *bio)
+{
+	iof_apply(bio, 0, 0, 0);
 	return 0;
 }
 

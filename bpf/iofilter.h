@@ -1,17 +1,27 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Types shared by the BPF program (iofilter.bpf.c) and user space (native/).
+ * Types shared by the BPF program (iofilter.bpf.c) and user space (native/): the
+ * layout of every map, and the rules user space must keep when it writes them.
  *
- * The filter map is keyed by WHOLE DISK. Every filter - whether the user named the
- * disk or one of its partitions - is stored in its disk's entry with its ranges
- * translated to absolute whole-disk sectors. The program normalises each bio to
- * (disk, absolute sector) and does exactly one hash lookup, so a partition filter
- * catches I/O sent through the whole disk and a disk filter catches I/O sent through
- * any partition, with no parent/child bookkeeping.
+ * One ENTRY per whole disk holds every filter on that disk and its partitions, with
+ * ranges translated to absolute whole-disk sectors; the program normalises each bio
+ * to (disk, absolute sector), so a partition filter catches I/O sent through the
+ * disk and a disk filter catches I/O sent through any partition.
  *
- * Counters live in a separate array map addressed by slots that user space
- * allocates, so rewriting a disk entry (atomic hash update) never resets the
- * counters of the filters it did not change.
+ * Lookup, with no hash-map helper on the hot path:
+ *   iof_index[hash(disk) + probe]  -> entry slot + 1 (0 empty, TOMB deleted)
+ *   iof_entries[slot]              -> filters and overlap LAYERS of the disk
+ *   layer: a static search tree in iof_nodes over the ends of its ranges, and the
+ *          ranges themselves, sorted and disjoint, in iof_ranges
+ * A layer holds ranges that do not overlap each other; ranges that overlap (a disk
+ * filter and a partition filter, or two cgroup scopes) go to different layers. An
+ * I/O costs one tree descent per layer, then a walk over the ranges it overlaps.
+ *
+ * Publication (why a program never sees a mix of two versions): entries, tree
+ * nodes and ranges are IMMUTABLE once published. User space (through mmap) writes a
+ * new version into free slots, then switches the disk's index word with one aligned
+ * 32-bit release store. Replaced slots, counters and stats are quarantined and reused
+ * only after an RCU grace period, when no program that could hold them still runs.
  */
 #ifndef IOFILTER_H
 #define IOFILTER_H
@@ -20,12 +30,22 @@
 #include <linux/types.h>
 #endif
 
-/* Ranges in one disk entry, over all filters on that disk (disk + partitions). */
-#define IOF_MAX_RANGES 64
-/* Filters in one disk entry: the disk itself and up to 15 of its partitions. */
+/* Filters in one disk entry: the disk, its partitions, their cgroup scopes. */
 #define IOF_MAX_FILTERS 16
-/* Counter slots the program may address: one per range and one per filter. */
-#define IOF_SLOTS_PER_DISK (IOF_MAX_RANGES + IOF_MAX_FILTERS)
+/* Ranges that may cover one sector at once, over all filters of a disk. */
+#define IOF_MAX_LAYERS 8
+/* Ranges in one disk entry (all its filters), and in one filter. */
+#define IOF_MAX_RANGES 4096
+/* Ranges of one layer an I/O is judged against (a bigger I/O counts as truncated). */
+#define IOF_MAX_WALK 64
+/* Static search tree: keys per node, and levels (8 * 9^4 > IOF_MAX_RANGES). */
+#define IOF_NODE_KEYS 8
+#define IOF_MAX_LEVELS 5
+/* Index probes: user space places every disk within this many buckets of its hash. */
+#define IOF_PROBES 8
+
+#define IOF_INDEX_EMPTY 0u
+#define IOF_INDEX_TOMB 0xffffffffu
 
 /* Operation bits of a range (not kernel REQ_OP_* values, which differ by kernel). */
 #define IOF_OP_READ 0x01u
@@ -42,59 +62,158 @@ struct iof_dev {
 	__u32 minor;
 };
 
+/* One range, in a layer's sorted run of iof_ranges. */
 struct iof_range {
 	__u64 start;   /* absolute whole-disk sector, inclusive */
 	__u64 end;     /* absolute whole-disk sector, inclusive */
-	__u32 ops;     /* IOF_OP_* */
-	__u32 counter; /* slot in iof_counters for this range's matched/failed */
-	__u16 filter;  /* index into iof_disk.filters */
-	__u16 index;   /* position of the range in the filter as the user gave it */
+	__u32 counter; /* slot in iof_counters: this range's matched/failed */
+	__u8 ops;      /* IOF_OP_* */
+	__u8 filter;   /* index into iof_entry.filters */
+	__u16 index;   /* position of the range in its filter, as the user gave it */
+};
+
+/* A node of a layer's search tree: the largest range end under each child (or, in a
+ * leaf, each range's end); unused keys are IOF_SECTOR_MAX. */
+struct iof_node {
+	__u64 key[IOF_NODE_KEYS];
+};
+
+struct iof_layer {
+	__u32 range_off; /* first range in iof_ranges */
+	__u32 nr_ranges;
+	__u32 node_off;  /* first node in iof_nodes; levels stored root first */
+	__u32 nr_levels; /* 1..IOF_MAX_LEVELS */
+	__u32 level_off[IOF_MAX_LEVELS]; /* first node of each level, relative to node_off */
 	__u32 _pad;
 };
 
 struct iof_filter {
 	struct iof_dev dev;   /* the device the user named: the disk or a partition */
 	__u64 offset;         /* that device's first sector on the disk (0 for the disk) */
-	__u64 size;           /* that device's size in sectors (0: unknown) */
+	__u64 size;           /* that device's size in sectors */
 	__u64 expires_ns;     /* CLOCK_BOOTTIME deadline; 0 = never expires */
 	__u64 max_failures;   /* fail at most this many I/Os; 0 = unlimited */
+	__u64 cgroup_id;      /* 0: any cgroup; else this cgroup (v2) or a descendant */
+	__u32 cgroup_level;   /* that cgroup's depth below the root */
 	__u32 prob;           /* 0 = always fail; else fail iff prandom_u32 < prob */
-	__u32 counter;        /* slot in iof_counters: .failed = failure budget used */
+	__u32 stats;          /* slot in iof_fstats (and iof_meta) */
+	__u32 id;             /* the filter's id, as users and events see it */
+	__u32 events_per_sec; /* 0: no events */
 	__u32 flags;          /* IOF_FILTER_* */
-	__u32 _pad;
 };
 
-/* The filter covers the whole device (no ranges were given). */
-#define IOF_FILTER_WHOLE 0x1u
+#define IOF_FILTER_WHOLE 0x1u         /* no ranges were given: the whole device */
+#define IOF_FILTER_FLUSH 0x2u         /* some range has the flush op (empty flushes match) */
+#define IOF_FILTER_EVENTS_SPARED 0x4u /* events also for I/O matched but spared */
+#define IOF_FILTER_SELFTEST 0x8u      /* the attach-time self-test's private filter */
 
-struct iof_disk {
-	__u32 nr_ranges;  /* used entries of ranges[], sorted by start */
-	__u32 nr_filters; /* used entries of filters[] */
+struct iof_entry {
+	struct iof_dev disk; /* the key: which disk this entry is for */
+	__u32 nr_filters;
+	__u32 nr_layers;
+	struct iof_layer layers[IOF_MAX_LAYERS];
 	struct iof_filter filters[IOF_MAX_FILTERS];
-	struct iof_range ranges[IOF_MAX_RANGES];
-};
-
-/*
- * Disks with filters, as bits of a small hash of their number: a clear bit lets the
- * program skip the hash lookup for most devices without a filter. A collision only
- * costs that lookup; the answer comes from iof_disks either way.
- */
-#define IOF_DISK_BITS 1024
-
-static inline __u32 iof_disk_bit(__u32 major, __u32 minor)
-{
-	return (minor ^ (major * 0x9e3779b1u >> 7)) & (IOF_DISK_BITS - 1);
-}
-
-struct iof_state {
-	__u32 nr_disks; /* entries in iof_disks: 0 lets every I/O return at once */
-	__u32 _pad;
-	__u64 disk_bits[IOF_DISK_BITS / 64];
 };
 
 struct iof_counter {
-	__u64 matched; /* I/Os whose op and sectors matched while the filter was live */
-	__u64 failed;  /* I/Os failed (observe mode: that would have been failed) */
+	__u64 matched; /* I/Os that overlapped this range with a selected op, while live */
+	__u64 failed;  /* of those, failed by its filter (observe mode: would have been) */
 };
+
+/* Per filter (slot iof_filter.stats). One cache line. */
+struct iof_fstats {
+	__u64 matched;       /* I/Os that matched the filter (any range, or an empty flush) */
+	__u64 failed;        /* I/Os it failed (observe: would have failed) */
+	__u64 tickets;       /* max-failures tickets taken (atomic fetch-add) */
+	__u64 flush_matched; /* empty flushes matched by device (counted on its flush ranges) */
+	__u64 flush_failed;
+	__u64 ev_window;     /* rate limit: start of the current one-second window, ns */
+	__u64 ev_count;      /* events emitted in that window */
+	__u64 ev_dropped;    /* events over the rate limit or without ring buffer room */
+};
+
+/* What user space remembers of a filter for Status; the program never reads it. */
+#define IOF_META_PATH 240
+struct iof_meta {
+	__u32 kind;     /* IOF_META_* bits of what is set below */
+	__u32 from_pid; /* the cgroup was resolved from this pid */
+	__u64 _pad;
+	char file[IOF_META_PATH];   /* made from this file's extents */
+	char cgroup[IOF_META_PATH]; /* the cgroup path as resolved */
+};
+#define IOF_META_FILE 0x1u
+#define IOF_META_CGROUP 0x2u
+#define IOF_META_PID 0x4u
+
+/* Global state. The read-mostly word and the counters sit on separate cache lines. */
+struct iof_state {
+	__u32 nr_disks; /* entries in the index: 0 lets every I/O return at once */
+	__u32 _pad[15];
+	__u64 truncated;   /* I/Os that overlapped more than IOF_MAX_WALK ranges of a layer */
+	__u64 events_lost; /* events without ring buffer room */
+	__u64 _pad2[6];
+};
+
+/* One matched I/O, as the program reports it through the ring buffer. */
+struct iof_event {
+	__u64 time_ns;    /* CLOCK_BOOTTIME */
+	__u64 sector;     /* absolute, on the disk */
+	__u64 dev_sector; /* in the coordinates of the device the bio was sent to */
+	__u64 cgroup_id;
+	struct iof_dev dev;
+	struct iof_dev disk;
+	__u32 nr_sectors;
+	__u32 filter_id;
+	__u32 pid;
+	__u16 range_index;
+	__u8 ops;
+	__u8 outcome; /* IOF_OUTCOME_* */
+	char comm[16];
+};
+
+#define IOF_OUTCOME_FAILED 1
+#define IOF_OUTCOME_WOULD_FAIL 2
+#define IOF_OUTCOME_SPARED 3
+
+/* Bio pointer -> the span already judged, so the remainder of a split bio that the
+ * kernel resubmits is not drawn or counted twice. */
+struct iof_seen {
+	struct iof_dev disk;
+	__u64 first; /* absolute sectors */
+	__u64 last;
+};
+
+/* One bio, normalised to its whole disk: what the match rule judges. */
+struct iof_io {
+	struct iof_dev disk;  /* whole disk */
+	struct iof_dev dev;   /* device the bio was sent to (a partition or the disk) */
+	__u64 sector;         /* absolute whole-disk sector */
+	__u64 dev_offset;     /* dev's first sector on the disk */
+	__u32 nr_sectors;     /* 0: zero-length bio (e.g. an empty flush) */
+	__u32 ops;            /* IOF_OP_* carried by this bio */
+	__u64 bio;            /* the environment's handle on the bio */
+	__u64 cg;             /* the environment's handle on the bio's cgroup, 0 until looked up */
+};
+
+/* Per-bio working state of one judgement. */
+struct iof_judge {
+	__u64 last;        /* last sector of the bio (clamped at 2^64-1) */
+	__u64 now;         /* lazily read clock */
+	__u32 known;       /* filters whose liveness was decided */
+	__u32 live;        /* of those, live and in scope */
+	__u32 matched;     /* filters the bio matched */
+	__u32 first_range; /* the first matched range's index in its filter (events) */
+	__s32 first_filter;
+	__s32 fail;        /* the filter that fails the bio, or -1 */
+	__u32 truncated;
+	__u32 _pad;
+};
+
+static inline __u32 iof_hash(__u32 major, __u32 minor)
+{
+	__u32 h = major * 0x9e3779b1u ^ minor * 0x85ebca6bu;
+
+	return h ^ (h >> 15);
+}
 
 #endif /* IOFILTER_H */

@@ -1,14 +1,34 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The match rule: the one function that decides whether an I/O fails. It is
- * compiled into the BPF program AND, unchanged, into the host unit-test harness
- * (tests/unit/match_harness.c), so the tests run the code the kernel runs.
+ * The match rule: the code that decides whether an I/O fails. It is compiled into
+ * the BPF program AND, unchanged, into the host unit-test harness
+ * (tests/unit/match_harness.cc), so the tests run the code the kernel runs.
+ *
+ * The rule, for one bio already normalised to (disk, absolute sectors, ops):
+ *  - A range matches if its ops include one of the bio's and its sectors overlap the
+ *    bio's [sector, sector + nr - 1]; `matched` counts on EVERY range that matches.
+ *  - A zero-length bio matches only if it carries a flush (REQ_OP_FLUSH or
+ *    REQ_PREFLUSH): then every filter with a flush range, on the device it was sent to
+ *    or on its disk, matches (counted on those ranges through flush_matched). Other
+ *    zero-length bios (zone management) never match.
+ *  - A filter takes part only while live (not expired) and, if scoped, when the bio
+ *    belongs to its cgroup or a descendant.
+ *  - ONE random draw per matching filter per bio, however many of its ranges the bio
+ *    overlaps; filters are tried in order and the first whose draw (and max-failures
+ *    ticket) says "fail" fails the bio; later ones only count `matched`.
+ *  - `failed` counts on every range of the failing filter that the bio matched.
  *
  * The includer defines the environment:
- *   IOF_COUNTER(slot)   -> struct iof_counter * (or NULL)
- *   IOF_NOW_NS()        -> __u64, CLOCK_BOOTTIME nanoseconds
- *   IOF_RANDOM_U32()    -> __u32
- *   IOF_FETCH_ADD(p, v) -> previous value of *p, atomically incremented by v
+ *   IOF_RANGE(i), IOF_NODE(i)      -> const pointers into the pools (or NULL)
+ *   IOF_COUNTER(slot), IOF_FSTATS(slot) -> writable stats (or NULL)
+ *   IOF_NOW_NS()                   -> __u64, CLOCK_BOOTTIME nanoseconds
+ *   IOF_RANDOM_U32()               -> __u32
+ *   IOF_ADD(p, v)                  -> atomic *p += v, result unused
+ *   IOF_HAVE_FETCH                 -> whether IOF_FETCH_ADD may be used (5.12+ kernels)
+ *   IOF_FETCH_ADD(p, v)            -> previous value of *p, atomically incremented by v
+ *   IOF_CGROUP_MATCH(io, f)        -> 1 if the bio belongs to f's cgroup or below
+ *   IOF_EMIT(io, f, fs, range_index, outcome) -> report an event (may be a no-op)
+ *   IOF_TRUNCATED()                -> count a bio judged on its first IOF_MAX_WALK ranges
  */
 #ifndef IOFILTER_MATCH_H
 #define IOFILTER_MATCH_H
@@ -19,108 +39,266 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
-
-/* One bio, normalised to its whole disk. */
-struct iof_io {
-	struct iof_dev disk; /* whole disk */
-	struct iof_dev dev;  /* device the bio was sent to (a partition or the disk) */
-	__u64 sector;        /* absolute whole-disk sector */
-	__u32 nr_sectors;    /* 0: zero-length bio (e.g. an empty flush) */
-	__u32 ops;           /* IOF_OP_* carried by this bio */
-};
-
 static __always_inline int iof_same_dev(const struct iof_dev *a, const struct iof_dev *b)
 {
 	return a->major == b->major && a->minor == b->minor;
 }
 
-#define IOF_NEXT 0 /* look at the next range */
-#define IOF_FAIL 1 /* fail the I/O */
-#define IOF_STOP 2 /* no later range can match */
-
-/* One range of the disk entry against the I/O; counts what it matches. */
-static __always_inline int iof_step(const struct iof_disk *d, const struct iof_io *io, __u32 i, __u64 last,
-				    __u64 *now)
+static __always_inline int iof_live(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j, __u32 fi)
 {
-	const struct iof_range *r;
 	const struct iof_filter *f;
-	struct iof_counter *rc, *fc;
+	__u32 bit = 1u << fi;
 
-	if (i >= d->nr_ranges)
-		return IOF_STOP;
-	r = &d->ranges[i];
-	if (io->nr_sectors) {
-		if (r->start > last)
-			return IOF_STOP; /* sorted by start: no later range can overlap */
-		if (io->sector > r->end || !(r->ops & io->ops))
-			return IOF_NEXT;
-	} else if (!(r->ops & IOF_OP_FLUSH)) {
-		/* zero-length bios carry no sectors: only the flush op, by device */
-		return IOF_NEXT;
-	}
-	if (r->filter >= IOF_MAX_FILTERS)
-		return IOF_NEXT;
-	f = &d->filters[r->filter];
-	if (!io->nr_sectors && !iof_same_dev(&f->dev, &io->disk) && !iof_same_dev(&f->dev, &io->dev))
-		return IOF_NEXT;
+	if (fi >= IOF_MAX_FILTERS)
+		return 0;
+	if (j->known & bit)
+		return !!(j->live & bit);
+	j->known |= bit;
+	f = &e->filters[fi];
 	if (f->expires_ns) {
-		if (!*now)
-			*now = IOF_NOW_NS();
-		if (*now >= f->expires_ns)
-			return IOF_NEXT; /* expired: inert, even if user space never removes it */
+		if (!j->now)
+			j->now = IOF_NOW_NS();
+		if (j->now >= f->expires_ns)
+			return 0; /* expired: inert, even if user space never removes it */
 	}
-	rc = IOF_COUNTER(r->counter);
-	if (rc)
-		IOF_FETCH_ADD(&rc->matched, 1);
-	if (f->prob && IOF_RANDOM_U32() >= f->prob)
-		return IOF_NEXT;
-	if (f->max_failures) {
-		fc = IOF_COUNTER(f->counter);
-		/* a ticket per candidate failure keeps "the first K" exact under concurrency */
-		if (!fc || IOF_FETCH_ADD(&fc->failed, 1) >= f->max_failures)
-			return IOF_NEXT;
+	if (f->cgroup_id && !IOF_CGROUP_MATCH(io, f))
+		return 0;
+	j->live |= bit;
+	return 1;
+}
+
+/* a < b for unsigned 64-bit values, without a branch (the borrow of a - b): the
+ * verifier then has one path through a tree node, not one per key */
+static __always_inline __u32 iof_lt(__u64 a, __u64 b)
+{
+	return (__u32)(((~a & b) | ((~a | b) & (a - b))) >> 63);
+}
+
+/* Index of the first range of a layer whose end >= sector (ranges sorted, disjoint). */
+static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 sector)
+{
+	const struct iof_node *n;
+	__u32 k = 0, c, h;
+
+#pragma unroll
+	for (h = 0; h < IOF_MAX_LEVELS; h++) {
+		if (h >= l->nr_levels)
+			break;
+		n = IOF_NODE(l->node_off + l->level_off[h] + k);
+		if (!n)
+			return l->nr_ranges;
+		c = iof_lt(n->key[0], sector) + iof_lt(n->key[1], sector) + iof_lt(n->key[2], sector) +
+		    iof_lt(n->key[3], sector) + iof_lt(n->key[4], sector) + iof_lt(n->key[5], sector) +
+		    iof_lt(n->key[6], sector) + iof_lt(n->key[7], sector);
+		if (h + 1 == l->nr_levels)
+			return k * IOF_NODE_KEYS + c;
+		k = k * (IOF_NODE_KEYS + 1) + c;
 	}
-	if (rc)
-		IOF_FETCH_ADD(&rc->failed, 1);
-	return IOF_FAIL;
+	return l->nr_ranges;
 }
 
 /*
- * Unrolled by the preprocessor rather than written as a loop: kernels before 5.3
- * have no bounded loops, 6.1's verifier rejects the loop shape clang emits here
- * ("back-edge from insn N to N+1": a latch that falls through into the header), and
- * clang will not fully unroll a loop whose trip count is only bounded.
+ * The ranges of one layer that the bio overlaps. Phase 0 counts `matched` and which
+ * filters matched; phase 1 counts `failed` on the failing filter's ranges.
  */
-#define IOF_STEP(i)                                                                        \
-	do {                                                                               \
-		int __s = iof_step(d, io, (i), last, &now);                                \
-		if (__s != IOF_NEXT)                                                       \
-			return __s == IOF_FAIL;                                            \
-	} while (0)
-#define IOF_STEP4(i) IOF_STEP(i); IOF_STEP((i) + 1); IOF_STEP((i) + 2); IOF_STEP((i) + 3)
-#define IOF_STEP16(i) IOF_STEP4(i); IOF_STEP4((i) + 4); IOF_STEP4((i) + 8); IOF_STEP4((i) + 12)
-#define IOF_STEP64(i) IOF_STEP16(i); IOF_STEP16((i) + 16); IOF_STEP16((i) + 32); IOF_STEP16((i) + 48)
+static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j,
+				     const struct iof_layer *l, int phase)
+{
+	const struct iof_range *r;
+	struct iof_counter *c;
+	__u32 i, w, n = l->nr_ranges;
 
-#if IOF_MAX_RANGES != 64
-#error "IOF_STEP64 unrolls exactly IOF_MAX_RANGES steps"
+	i = iof_lower_bound(l, io->sector);
+#pragma clang loop unroll(disable)
+	for (w = 0; w < IOF_MAX_WALK; w++, i++) {
+		if (i >= n || i >= IOF_MAX_RANGES)
+			return;
+		r = IOF_RANGE(l->range_off + i);
+		if (!r || r->start > j->last)
+			return;
+		if (!(r->ops & io->ops))
+			continue;
+		if (phase) {
+			if (r->filter != (__u32)j->fail)
+				continue;
+			c = IOF_COUNTER(r->counter);
+			if (c)
+				IOF_ADD(&c->failed, 1);
+			if (j->first_filter != j->fail) {
+				j->first_filter = j->fail; /* events name the failing filter's first range */
+				j->first_range = r->index;
+			}
+			continue;
+		}
+		if (!iof_live(e, io, j, r->filter))
+			continue;
+		c = IOF_COUNTER(r->counter);
+		if (c)
+			IOF_ADD(&c->matched, 1);
+		if (!j->matched) {
+			j->first_filter = r->filter;
+			j->first_range = r->index;
+		}
+		j->matched |= 1u << r->filter;
+	}
+	/* more ranges of this layer may overlap the bio: it was judged on the first ones */
+	if (!phase && i < n && i < IOF_MAX_RANGES) {
+		r = IOF_RANGE(l->range_off + i);
+		if (r && r->start <= j->last)
+			j->truncated = 1;
+	}
+}
+
+/* A zero-length bio carrying a flush: filters with a flush range, by device. */
+static __always_inline void iof_empty_flush(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j)
+{
+	const struct iof_filter *f;
+	struct iof_fstats *fs;
+	__u32 fi;
+
+#pragma unroll
+	for (fi = 0; fi < IOF_MAX_FILTERS; fi++) {
+		if (fi >= e->nr_filters)
+			break;
+		f = &e->filters[fi];
+		if (!(f->flags & IOF_FILTER_FLUSH))
+			continue;
+		if (!iof_same_dev(&f->dev, &io->dev) && !iof_same_dev(&f->dev, &io->disk))
+			continue;
+		if (!iof_live(e, io, j, fi))
+			continue;
+		fs = IOF_FSTATS(f->stats);
+		if (fs)
+			IOF_ADD(&fs->flush_matched, 1);
+		if (!j->matched) {
+			j->first_filter = fi;
+			j->first_range = 0;
+		}
+		j->matched |= 1u << fi;
+	}
+}
+
+/* One draw per matching filter; the first that says "fail" fails the bio. */
+static __always_inline void iof_decide(const struct iof_entry *e, struct iof_judge *j)
+{
+	const struct iof_filter *f;
+	struct iof_fstats *fs;
+	__u32 fi;
+
+#pragma unroll
+	for (fi = 0; fi < IOF_MAX_FILTERS; fi++) {
+		if (fi >= e->nr_filters)
+			break;
+		if (!(j->matched & (1u << fi)))
+			continue;
+		f = &e->filters[fi];
+		fs = IOF_FSTATS(f->stats);
+		if (!fs)
+			continue;
+		IOF_ADD(&fs->matched, 1);
+		if (j->fail >= 0)
+			continue;
+		if (f->prob && IOF_RANDOM_U32() >= f->prob)
+			continue;
+		if (f->max_failures) {
+			/* a ticket per candidate failure keeps "the first K" exact under
+			 * concurrency; user space refuses max_failures without fetch atomics */
+			if (!IOF_HAVE_FETCH)
+				continue;
+			if (IOF_FETCH_ADD(&fs->tickets, 1) >= f->max_failures)
+				continue;
+		}
+		j->fail = fi;
+		IOF_ADD(&fs->failed, 1);
+	}
+}
+
+#define IOF_NO_MATCH 0 /* no live range (or empty-flush filter) matched */
+#define IOF_SPARED 1   /* matched, and no filter's draw failed it */
+#define IOF_FAIL 2     /* fail it (observe mode: would fail) */
+
+/* How one layer is walked; the BPF build verifies the walk once, as a function of
+ * its own, instead of once per layer and phase. */
+#ifndef IOF_WALK_LAYER
+#define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk((e), (io), (j), &(e)->layers[(li)], (phase))
 #endif
 
 /*
- * Returns 1 if the I/O must fail (observe mode: would fail), 0 otherwise, and counts
- * matched/failed on every live range it matched. Ranges are sorted by start.
+ * Judges one bio against its disk's entry, counts what it matched, and returns
+ * IOF_NO_MATCH, IOF_SPARED or IOF_FAIL. `j` is the caller's, zeroed. `enforce` only
+ * picks the event outcome.
  */
-static __always_inline int iof_match(const struct iof_disk *d, const struct iof_io *io)
+static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j, int enforce)
 {
-	__u64 last = io->sector;
-	__u64 now = 0;
+	const struct iof_filter *f;
+	struct iof_fstats *fs;
+	__u32 li, fi;
 
+	j->fail = -1;
+	j->first_filter = -1;
+	j->last = io->sector;
 	if (io->nr_sectors) {
-		last = io->sector + io->nr_sectors - 1;
-		if (last < io->sector) /* wrapped past 2^64-1 */
-			last = IOF_SECTOR_MAX;
+		j->last = io->sector + io->nr_sectors - 1;
+		if (j->last < io->sector) /* wrapped past 2^64-1 */
+			j->last = IOF_SECTOR_MAX;
+		if (!io->ops)
+			return IOF_NO_MATCH; /* an op no filter can select (e.g. zone append) */
+#pragma unroll
+		for (li = 0; li < IOF_MAX_LAYERS; li++) {
+			if (li >= e->nr_layers)
+				break;
+			IOF_WALK_LAYER(e, io, j, li, 0);
+		}
+		if (j->truncated)
+			IOF_TRUNCATED();
+	} else {
+		if (!(io->ops & IOF_OP_FLUSH))
+			return IOF_NO_MATCH; /* zone management and other empty bios never match */
+		iof_empty_flush(e, io, j);
 	}
-	IOF_STEP64(0);
-	return 0;
+	if (!j->matched)
+		return IOF_NO_MATCH;
+	iof_decide(e, j);
+
+	if (j->fail >= 0 && j->fail < IOF_MAX_FILTERS) {
+		f = &e->filters[j->fail];
+		if (io->nr_sectors) {
+#pragma unroll
+			for (li = 0; li < IOF_MAX_LAYERS; li++) {
+				if (li >= e->nr_layers)
+					break;
+				IOF_WALK_LAYER(e, io, j, li, 1);
+			}
+		} else {
+			fs = IOF_FSTATS(f->stats);
+			if (fs)
+				IOF_ADD(&fs->flush_failed, 1);
+			j->first_filter = j->fail;
+			j->first_range = 0;
+		}
+		if (f->events_per_sec) {
+			fs = IOF_FSTATS(f->stats);
+			if (fs)
+				IOF_EMIT(io, f, fs, j->first_range, enforce ? IOF_OUTCOME_FAILED : IOF_OUTCOME_WOULD_FAIL);
+		}
+		return IOF_FAIL;
+	}
+	/* spared: an event for the first matching filter that asked for them */
+#pragma unroll
+	for (fi = 0; fi < IOF_MAX_FILTERS; fi++) {
+		if (fi >= e->nr_filters)
+			break;
+		if (!(j->matched & (1u << fi)))
+			continue;
+		f = &e->filters[fi];
+		if (!(f->flags & IOF_FILTER_EVENTS_SPARED) || !f->events_per_sec)
+			continue;
+		fs = IOF_FSTATS(f->stats);
+		if (fs)
+			IOF_EMIT(io, f, fs, (__s32)fi == j->first_filter ? j->first_range : 0, IOF_OUTCOME_SPARED);
+		break;
+	}
+	return IOF_SPARED;
 }
 
 #endif /* IOFILTER_MATCH_H */

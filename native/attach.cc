@@ -1,0 +1,159 @@
+// Mode choice and attach, with the self-test as the last step of each attempt.
+#include "attach.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <unistd.h>
+
+#include "errors.h"
+
+namespace iof {
+
+// A sentence on why hook `h` is unavailable, from the error and what the kernel tells.
+static std::string why_not(const Hook &h, const Error &e, const KernelFacts &k) {
+  bool on_should_fail_bio = strstr(h.section, "should_fail_bio") != nullptr;
+  if (on_should_fail_bio && !has_symbol("should_fail_bio"))
+    return "should_fail_bio is not in this kernel (compiled out or inlined)";
+  if (!strcmp(h.mode, "fmod_ret") && k.config_missing("CONFIG_FUNCTION_ERROR_INJECTION"))
+    return "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio's return value cannot be modified";
+  if (!strcmp(h.mode, "kprobe")) {
+    if (k.config_off("CONFIG_KPROBES") || access("/sys/bus/event_source/devices/kprobe", F_OK) != 0)
+      return "kprobes unavailable: kernel built without CONFIG_KPROBES";
+    if (k.config_missing("CONFIG_BPF_KPROBE_OVERRIDE"))
+      return "kernel built without CONFIG_BPF_KPROBE_OVERRIDE (no bpf_override_return)";
+    if (k.config_missing("CONFIG_FUNCTION_ERROR_INJECTION"))
+      return "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio cannot be overridden";
+  }
+  if (e.err == EPERM && k.lockdown != "none" && k.lockdown != "unknown")
+    return std::string(h.section) + " refused by kernel lockdown (" + k.lockdown + "): " + e.what();
+  return e.what();
+}
+
+// Reasons a hook must not even be tried on this kernel.
+static std::string refused(const Hook &h, const KernelFacts &k) {
+  if (!strcmp(h.mode, "kprobe"))
+    return kprobe_override_hazard(k);
+  return "";
+}
+
+Caps probe() {
+  Caps caps;
+  caps.facts = read_facts();
+  const KernelFacts &k = caps.facts;
+  Sizes tiny;
+  tiny.max_disks = 1;
+  tiny.max_ranges = 16;
+  tiny.max_filters = 4;
+  for (const char *mode : {"fmod_ret", "kprobe", "observe"}) {
+    ModeCap m;
+    m.mode = mode;
+    for (const Hook *h : candidates(mode, k)) {
+      if (m.hook.empty())
+        m.hook = h->section;
+      std::string why = refused(*h, k);
+      if (why.empty()) {
+        Loaded l;
+        try {
+          // loading and briefly attaching proves the kernel takes it; with no
+          // filter in its maps the program does nothing meanwhile
+          load(l, *h, k, tiny, false);
+          attach(l);
+          if (!m.reason.empty())
+            m.reason = "uses " + std::string(h->section) + " because " + m.reason;
+          m.available = true;
+          m.hook = h->section;
+          break;
+        } catch (const Error &e) {
+          why = why_not(*h, e, k);
+        }
+      }
+      m.reason += (m.reason.empty() ? "" : "; ") + std::string(h->section) + ": " + why;
+    }
+    if (!m.available && m.reason.empty())
+      m.reason = "no hook for this mode on this kernel";
+    if (m.available && !strcmp(mode, "kprobe") && !k.perf_link)
+      m.reason = "not pinnable here (no BPF perf links before 5.15): kprobe filters end when the agent exits";
+    caps.modes.push_back(m);
+  }
+  return caps;
+}
+
+static Attached with_table(std::unique_ptr<Pinned> p, const KernelFacts &k) {
+  Attached a;
+  a.facts = k;
+  a.table = std::make_unique<Table>(*p, k);
+  a.pinned = std::move(p);
+  return a;
+}
+
+Attached adopt(PinDirLock &lock) {
+  KernelFacts k = read_facts();
+  auto p = adopt_pins(lock);
+  if (!p) {
+    Attached none;
+    none.facts = k;
+    return none;
+  }
+  return with_table(std::move(p), k);
+}
+
+Attached attach(const AttachOpts &o, PinDirLock &lock) {
+  if (o.mode != "auto" && o.mode != "fmod_ret" && o.mode != "kprobe" && o.mode != "observe")
+    range_error("unknown mode '" + o.mode + "' (auto, fmod_ret, kprobe, observe)", "EINVAL");
+  if (o.sizes.max_disks == 0 || o.sizes.max_disks > (1u << 20))
+    range_error("maxDisks must be 1..1048576, got " + std::to_string(o.sizes.max_disks), "EINVAL");
+  if (o.sizes.max_ranges < 16 || o.sizes.max_ranges > (1u << 24))
+    range_error("maxRangesTotal must be 16..16777216, got " + std::to_string(o.sizes.max_ranges), "EINVAL");
+  if (o.sizes.max_filters < 4 || o.sizes.max_filters > (1u << 20))
+    range_error("maxFiltersTotal must be 4..1048576, got " + std::to_string(o.sizes.max_filters), "EINVAL");
+  if (Attached a = adopt(lock); a.pinned)
+    return a;
+
+  KernelFacts k = read_facts();
+  // test-only: a program that never fires, to prove the self-test catches a dead hook
+  bool dead = getenv("IOFILTER_TEST_DEAD_HOOK") && !strcmp(getenv("IOFILTER_TEST_DEAD_HOOK"), "1");
+  std::map<std::string, std::string> reasons;
+  std::string all;
+  for (const Hook *h : candidates(o.mode, k)) {
+    std::string why = refused(*h, k);
+    if (why.empty()) {
+      try {
+        auto l = std::make_unique<Loaded>();
+        load(*l, *h, k, o.sizes, dead);
+        attach(*l);
+        Attached a = with_table(pin(std::move(l), lock, o.sizes), k);
+        if (!o.self_test)
+          return a;
+        SelfTestResult st = self_test(*a.table, strcmp(h->mode, "observe") != 0);
+        if (st.passed || !st.ran) {
+          a.self_test = st;
+          return a;
+        }
+        why = st.detail;
+        detach(a);
+      } catch (const Error &e) {
+        why = why_not(*h, e, k);
+      }
+    }
+    std::string &r = reasons[h->mode];
+    r += (r.empty() ? "" : "; ") + std::string(h->section) + ": " + why;
+    all += (all.empty() ? "" : "; ") + std::string(h->section) + ": " + why;
+  }
+  Error e("ENOTSUP", ENOTSUP,
+          o.mode == "auto" ? "no enforcing mode works on this kernel (" + all +
+                                 "); `observe` mode counts what would fail without failing it"
+                           : "mode " + o.mode + " is not available on this kernel: " + all);
+  e.reasons = reasons;
+  throw e;
+}
+
+void detach(Attached &a) {
+  a.table.reset();
+  if (a.pinned)
+    unpin(*a.pinned);
+  a.pinned.reset();
+}
+
+} // namespace iof

@@ -1,0 +1,44 @@
+// What the running kernel is and can do, read once per probe/attach: release,
+// config, lockdown, BTF facts the program needs before load (anonymous enum values,
+// tracepoint arity) and the BPF features modes depend on. Free of N-API.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace iof {
+
+struct KernelFacts {
+  std::string release;
+  int version = 0; // major * 1000 + minor, e.g. 6001 for 6.1.x
+  std::map<std::string, std::string> config; // CONFIG_* of the running kernel, if readable
+  std::string lockdown;                      // none, integrity, confidentiality, unknown
+  bool btf = false;
+  int bio_remapped_bit = -1; // BIO_REMAPPED (5.11+), -1 when absent
+  int bio_chain_bit = -1;    // BIO_CHAIN
+  int tp_queue_args = 0;     // block_bio_queue's arguments: 1 (bio), 2 (q, bio), 0 unknown
+  bool fetch_atomics = false;
+  bool perf_link = false;        // BPF perf links (5.15+): pinnable kprobe links
+  bool recursion_misses = false; // bpf_prog_info.recursion_misses (5.12+)
+  bool cgroups = false;          // cgroup v2 mounted, blkcg in the kernel
+  bool membarrier = false;       // MEMBARRIER_CMD_GLOBAL usable: a real RCU grace period
+  int cpus = 1;
+  std::vector<std::string> notes;
+
+  bool config_off(const char *opt) const; // known and not set
+  bool config_missing(const char *opt) const; // config known, option not =y/=m
+};
+
+KernelFacts read_facts();
+
+bool has_symbol(const char *name);
+
+// Why overriding should_fail_bio's return from a kprobe is known to crash this
+// kernel, or "" (see the comment in facts.cc for the evidence).
+std::string kprobe_override_hazard(const KernelFacts &k);
+
+// How replaced memory waits for programs still running, for Status.
+std::string grace_period_method(const KernelFacts &k);
+
+} // namespace iof
