@@ -6,14 +6,15 @@ import { findUp } from '../common/find-up';
 export type Mode = 'fmod_ret' | 'kprobe' | 'observe';
 export type AttachMode = Mode | 'auto';
 
-
 export type Op = 'read' | 'write' | 'flush' | 'discard' | 'write_zeroes';
 
-
-/** Per-disk limits compiled into the BPF program (bpf/iofilter.h). */
+/** Limits compiled into the BPF program (bpf/iofilter.h). */
 export interface Limits {
   maxRanges: number; // ranges per disk entry, over the disk and all its partitions
-  maxFilters: number; // filters per disk entry (the disk + partitions)
+  maxRangesPerFilter: number;
+  maxFilters: number; // filters per disk entry (the disk, its partitions, cgroup scopes)
+  maxOverlap: number; // ranges that may cover one sector of a disk at once
+  maxRangesPerIo: number; // ranges one I/O is judged against per overlap layer
 }
 
 export interface ModeCapability {
@@ -21,8 +22,23 @@ export interface ModeCapability {
   available: boolean;
   /** Hook the mode attaches to, e.g. "fmod_ret/should_fail_bio", "tp_btf/block_bio_queue". */
   hook: string;
-  /** Why not, in words a person understands (missing config option, lockdown, no hook). */
+  /** Why not, in words a person understands (missing config option, lockdown, no hook, known-unsafe kernel). */
   reason: string;
+}
+
+/** What this kernel can do for iofilter beyond the modes. */
+export interface KernelFeatures {
+  /** BPF atomic fetch-add (5.12+): needed for max-failures tickets. */
+  fetchAtomics: boolean;
+  /** BPF perf links (5.15+): a kprobe link can be pinned and outlive the agent. */
+  pinnableKprobe: boolean;
+  /** bpf_prog_info.recursion_misses (5.12+). */
+  recursionMisses: boolean;
+  /** How replaced memory waits for programs still running: "membarrier" or "timed (...)". */
+  gracePeriod: string;
+  /** cgroup v2 mounted and blkcg in the kernel: cgroup-scoped filters can work. */
+  cgroups: boolean;
+  notes: string[];
 }
 
 export interface Capabilities {
@@ -30,6 +46,7 @@ export interface Capabilities {
   btf: boolean;
   lockdown: string; // "none", "integrity", "confidentiality" or "unknown"
   modes: ModeCapability[];
+  features: KernelFeatures;
 }
 
 export interface Device {
@@ -42,6 +59,19 @@ export interface RangeSpec {
   start: bigint;
   end: bigint;
   ops: Op[];
+}
+
+/** A cgroup v2 scope: matches I/O charged to this cgroup or any descendant. */
+export interface CgroupScope {
+  id: bigint; // the cgroup's inode number (what bpf_get_current_cgroup_id() returns)
+  level: number; // depth below the root (root = 0)
+}
+
+/** What user space remembers about a filter for Status; the program never reads it. */
+export interface FilterMeta {
+  file?: string; // made from this file's extents
+  cgroupPath?: string;
+  fromPid?: number; // the cgroup was resolved from this pid
 }
 
 export interface FilterSpec {
@@ -62,6 +92,13 @@ export interface FilterSpec {
   probability?: number;
   /** Fail at most this many I/Os, then let I/O through. Omitted/0n: unlimited. */
   maxFailures?: bigint;
+  /** Only I/O charged to this cgroup or a descendant. A filter is identified by (device, cgroup). */
+  cgroup?: CgroupScope;
+  /** Kernel events (ring buffer) per second for this filter; omitted: 1000; 0: none. */
+  eventsPerSecond?: number;
+  /** Also emit events for I/O matched but spared (probability, max failures). */
+  eventsSpared?: boolean;
+  meta?: FilterMeta;
 }
 
 export interface RangeInfo extends RangeSpec {
@@ -70,6 +107,8 @@ export interface RangeInfo extends RangeSpec {
 }
 
 export interface FilterInfo {
+  /** Stable for the filter's lifetime, also across agent restarts (events carry it). */
+  id: number;
   device: Device;
   disk: Device;
   offset: bigint;
@@ -81,14 +120,46 @@ export interface FilterInfo {
   probability: number; // 1 when unset
   maxFailures: bigint; // 0n = unlimited
   failures: bigint; // failures counted against maxFailures
+  /** I/Os that matched at least one live range / that it failed (observe: would fail). */
+  matchedIos: bigint;
+  failedIos: bigint;
+  cgroup: CgroupScope | null;
+  eventsPerSecond: number;
+  eventsSpared: boolean;
+  eventsDropped: bigint;
+  meta: FilterMeta;
 }
+
+/** Which filter to delete: the one of (device, cgroup); every scope of the device; or by id. */
+export type FilterKey = { device: Device; cgroupId?: bigint; allScopes?: boolean } | { id: number };
 
 export interface AttachOptions {
   mode: AttachMode;
-  /** Default /sys/fs/bpf/iofilter. bpffs is mounted at /sys/fs/bpf if it is not. */
-  pinDir?: string;
-  /** Disk entries the map can hold (bpf_map__set_max_entries before load). Default 1024. */
+  /** The exclusive lock on the pin dir (lock()); attach and adopt work under it. */
+  lock: PinDirLock;
+  /** Disk entries the maps can hold. Default 1024. */
   maxDisks?: number;
+  /** Ranges over all disks the range pool can hold. Default 65536. */
+  maxRangesTotal?: number;
+  /**
+   * Prove the hook at attach: one I/O to a private scratch loop device under a private
+   * filter must fail (observe: be counted). Default true.
+   */
+  selfTest?: boolean;
+}
+
+export interface SelfTestResult {
+  passed: boolean;
+  atUnixMs: number;
+  detail: string;
+}
+
+export interface ProgramStats {
+  progId: number;
+  name: string;
+  /** Runs skipped by the kernel's recursion protection; null where the kernel does not report it (< 5.12). */
+  recursionMisses: bigint | null;
+  runCount: bigint;
 }
 
 export interface AttachState {
@@ -96,34 +167,81 @@ export interface AttachState {
   pinDir: string;
   /** True when existing pins were adopted instead of attaching again. */
   adopted: boolean;
+  /** False when the link could not be pinned (kprobe before 5.15): filters end with this process. */
+  pinned: boolean;
   progIds: number[];
   linkIds: number[];
   mapIds: number[];
   hook: string;
   maxDisks: number;
+  /** The attach-time self-test; null when it was not run (adopted pins, selfTest: false). */
+  selfTest: SelfTestResult | null;
 }
 
-/** A native error: `code` is a stable string (e.g. "EPERM", "ENOSPC", "ENOTATTACHED"). */
+/** A native error: `code` is a stable string (e.g. "EPERM", "ENOSPC", "ENOTATTACHED", "EBUSY"). */
 export interface NativeError extends Error {
   code: string;
   errno?: number;
 }
 
+/** One matched I/O, from the kernel's ring buffer. */
+export interface KernelEvent {
+  timeUnixNs: bigint;
+  dev: Device; // the device the bio was sent to
+  disk: Device;
+  sector: bigint; // absolute, on the disk
+  devSector: bigint; // in dev's own coordinates
+  nrSectors: number;
+  ops: Op[];
+  filterId: number;
+  rangeIndex: number; // first range of the filter it matched, as given (0 for an empty flush)
+  outcome: 'failed' | 'would_fail' | 'spared';
+  pid: number;
+  comm: string;
+  cgroupId: bigint;
+}
+
 /** A handle on the attached (or adopted) program and its pinned maps. */
 export interface Filterer {
   readonly state: AttachState;
-  /** Replaces the device's filter atomically. Bad input throws and changes nothing. */
+  /**
+   * Creates or replaces the filter of (device, cgroup) atomically. Bad input throws and
+   * changes nothing. When it returns, every I/O that enters the program afterwards
+   * is judged by the new filter.
+   */
   putFilter(spec: FilterSpec): FilterInfo;
-  getFilter(device: Device): FilterInfo | null;
-  /** True if a filter existed. */
-  deleteFilter(device: Device): boolean;
+  getFilter(key: FilterKey): FilterInfo | null;
+  /** How many filters were deleted. When it returns, no later I/O is failed by them. */
+  deleteFilter(key: FilterKey): number;
+  /** Deletes every filter; returns how many. */
+  clearFilters(): number;
   listFilters(): FilterInfo[];
-  /** Removes expired filters from the map (the program already ignores them). Returns how many. */
+  /** Removes expired filters from the maps (the program already ignores them). Returns how many. */
   reapExpired(): number;
-  /** Detaches the program and unpins everything: nothing is left under the pin dir. */
+  /** Current run statistics of the attached program(s). */
+  programStats(): ProgramStats[];
+  /** I/Os that overlapped more than maxRangesPerIo ranges of one layer; kernel events lost for lack of ring buffer room. */
+  counters(): { truncatedIos: bigint; eventsLost: bigint };
+  /**
+   * Delivers kernel events in batches, read by a native thread from the ring buffer.
+   * One consumer per handle; stopEvents() or close() ends it.
+   */
+  startEvents(onEvents: (batch: KernelEvent[]) => void): void;
+  stopEvents(): void;
+  /** Detaches the program and unpins everything; the (empty) pin dir stays while the lock is held. */
   detach(): Promise<void>;
   /** Closes this process's handles; pins (and so the filters) stay in force. */
   close(): void;
+}
+
+/**
+ * The exclusive lock on a pin dir: one writer per pin dir, for as long as the lock is
+ * held (the process holds it until release() or exit). Taking a lock someone else
+ * holds fails with code EBUSY, naming the pin dir and the holder's pid.
+ */
+export interface PinDirLock {
+  readonly pinDir: string;
+  release(): void;
 }
 
 /** An empty program on one of iofilter's hooks: the benchmarks' baseline. */
@@ -135,9 +253,10 @@ export interface EmptyProgram {
 interface NativeAddon {
   limits: Limits;
   probe(): Promise<Capabilities>;
-  attach(opts: Required<Pick<AttachOptions, 'mode'>> & AttachOptions): Promise<Filterer>;
-  /** Adopts existing pins; resolves null when there are none. */
-  adopt(pinDir?: string): Promise<Filterer | null>;
+  lock(pinDir: string): PinDirLock;
+  attach(opts: AttachOptions): Promise<Filterer>;
+  /** Adopts existing pins under the lock; resolves null when there are none. */
+  adopt(lock: PinDirLock): Promise<Filterer | null>;
   attachEmpty(hook: string): Promise<EmptyProgram>;
 }
 
@@ -161,11 +280,15 @@ export function limits(): Limits {
 export function probe(): Promise<Capabilities> {
   return load().probe();
 }
-export function attach(opts: AttachOptions): Promise<Filterer> {
-  return load().attach({ pinDir: DEFAULT_PIN_DIR, ...opts });
+/** Takes the exclusive lock on `pinDir` (created if needed; bpffs mounted if needed). Throws EBUSY if held. */
+export function lock(pinDir: string = DEFAULT_PIN_DIR): PinDirLock {
+  return load().lock(pinDir);
 }
-export function adopt(pinDir: string = DEFAULT_PIN_DIR): Promise<Filterer | null> {
-  return load().adopt(pinDir);
+export function attach(opts: AttachOptions): Promise<Filterer> {
+  return load().attach(opts);
+}
+export function adopt(lock: PinDirLock): Promise<Filterer | null> {
+  return load().adopt(lock);
 }
 /** Attaches an empty program on `hook` (e.g. "tp_btf/block_bio_queue"); for benchmarks. */
 export function attachEmpty(hook: string): Promise<EmptyProgram> {
