@@ -55,6 +55,8 @@ function parseMountinfo(text: string): MountLine[] {
 }
 
 const parts = (p: string) => p.split('/').filter((c) => c && c !== '.');
+/** A path as a shell word (the warnings carry commands to paste). */
+const shq = (p: string) => (/^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`);
 
 export class CgroupResolver {
   private readonly mountinfo: string;
@@ -242,7 +244,7 @@ export class CgroupResolver {
       let a = rel.length - 1;
       while (a > 0 && !this.controllers(rel.slice(0, a), m).includes(ctl)) a--;
       const anc = '/' + rel.slice(0, a).join('/');
-      const cmds = rel.slice(a).map((_x, i) => `echo +${ctl} > ${path.join(m.dir, ...rel.slice(0, a + i), 'cgroup.subtree_control')}`);
+      const cmds = rel.slice(a).map((_x, i) => `echo +${ctl} > ${shq(path.join(m.dir, ...rel.slice(0, a + i), 'cgroup.subtree_control'))}`);
       out.push(
         ctl === 'io'
           ? `the io controller is not enabled for ${c.path} (its cgroup.controllers has no "io"): its I/O is charged to ${anc}, the nearest ancestor that has it, ` +

@@ -96,7 +96,7 @@ describe('resolving', () => {
     ['a NUL byte', { path: '/a\0b' }, 'INVALID_ARGUMENT', /is not a valid path/],
     ['an id not in the tree', { id: 18446744073709551615n }, 'NOT_FOUND', /cgroup_id: 18446744073709551615: no cgroup with this id under /],
     ['a pid that does not exist', { pid: 999999 }, 'NOT_FOUND', /pid: 999999: no such process/],
-  ])('%s -> %s', (_n, q, code, msg) => {
+  ])('%s', (_n, q, code, msg) => {
     expect(refusal(() => ok(q))).toEqual({ code, message: expect.stringMatching(msg) });
   });
   test('a pid without a cgroup v2 line -> NOT_FOUND', () => {
@@ -155,7 +155,7 @@ describe('warnings', () => {
     expect(io).toBe(
       'the io controller is not enabled for /system.slice/db.service/worker (its cgroup.controllers has no "io"): its I/O is charged to /system.slice/db.service, ' +
         "the nearest ancestor that has it, and this filter will not see it as /system.slice/db.service/worker's; " +
-        `enable it with: echo +io > ${t.dir}/system.slice/db.service/cgroup.subtree_control`,
+        `enable it with: echo +io > '${t.dir}/system.slice/db.service/cgroup.subtree_control'`,
     );
     expect(mem).toMatch(/^the memory controller is not enabled for \/system.slice\/db.service\/worker: its page-cache writeback is charged to \/system.slice\/db.service/);
   });
@@ -164,7 +164,7 @@ describe('warnings', () => {
     t.mkdir('/user.slice/u.scope/inner');
     const [io] = warn(t, '/user.slice/u.scope/inner');
     expect(io).toMatch(/charged to \/user.slice, the nearest ancestor/);
-    expect(io).toContain(`enable it with: echo +io > ${t.dir}/user.slice/cgroup.subtree_control; echo +io > ${t.dir}/user.slice/u.scope/cgroup.subtree_control`);
+    expect(io).toContain(`enable it with: echo +io > '${t.dir}/user.slice/cgroup.subtree_control'; echo +io > '${t.dir}/user.slice/u.scope/cgroup.subtree_control'`); // quoted: the fake mount has a space
   });
   test('memory there, io not: only the io warning', () => {
     const t = tree();
