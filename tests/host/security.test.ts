@@ -217,9 +217,12 @@ d('protected devices', () => {
 
   test('a loop device backed by a file is not protected', async () => {
     const l = createLoop(8);
-    expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('OK');
-    await client.deleteFilter(l.path);
-    l.detach();
+    try {
+      expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('OK');
+      await client.deleteFilter(l.path);
+    } finally {
+      l.detach(); // also when it failed: no loop device left behind
+    }
   });
 });
 
