@@ -12,6 +12,7 @@ import type { AgentConfig } from './config';
 import { RpcError } from './errors';
 import type { Logger } from './log';
 import { AuditLog, Authenticator, checkListen, MUTATIONS, serverCredentials } from './security';
+import type { CgroupResolver } from './cgroup';
 import { IoFilterCore, KernelApi } from './service';
 
 export interface Agent {
@@ -85,14 +86,14 @@ function interceptor(auth: Authenticator, audit: AuditLog, log: Logger): grpc.Se
   };
 }
 
-export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: KernelApi, sysfs?: string): Promise<Agent> {
+export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: KernelApi, sysfs?: string, cgroups?: CgroupResolver): Promise<Agent> {
   const warning = checkListen(cfg);
   if (warning) log.warn({ listen: cfg.listen }, warning);
   const creds = serverCredentials(cfg);
   const auth = new Authenticator(cfg);
   const audit = new AuditLog(cfg.auditLog);
   const ownFiles = [__dirname, process.execPath, ...(cfg.auditLog ? [cfg.auditLog] : [])];
-  const core = new IoFilterCore(cfg, log, kernel, ownFiles, sysfs);
+  const core = new IoFilterCore(cfg, log, kernel, ownFiles, sysfs, cgroups);
   await core.start();
 
   const server = new grpc.Server({
@@ -104,8 +105,8 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
   const handlers: IoFilterServiceHandlers = {
     Attach: unary(async (req) => ({ state: await core.attach(req) })),
     Detach: unary(() => core.detach()),
-    SetFilter: unary(async (req) => ({ filter: await core.setFilter(req) })),
-    DeleteFilter: unary((req) => core.deleteFilter(req.device)),
+    SetFilter: unary((req) => core.setFilter(req)),
+    DeleteFilter: unary((req) => core.deleteFilter(req)),
     Status: unary(() => core.status()),
     ClearFilters: unary(() => Promise.reject(new RpcError(grpc.status.UNIMPLEMENTED, 'ClearFilters is not implemented yet'))),
     Watch: (call) => call.destroy(new RpcError(grpc.status.UNIMPLEMENTED, 'Watch is not implemented yet')),

@@ -5,26 +5,30 @@ import * as os from 'node:os';
 import * as native from '../native';
 import type { AttachRequest__Output } from '../proto/gen/iofilter/v1/AttachRequest';
 import type { AttachState } from '../proto/gen/iofilter/v1/AttachState';
+import type { DeleteFilterRequest__Output } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
 import type { DeleteFilterResponse } from '../proto/gen/iofilter/v1/DeleteFilterResponse';
 import type { DetachResponse } from '../proto/gen/iofilter/v1/DetachResponse';
 import type { DeviceRef } from '../proto/gen/iofilter/v1/DeviceRef';
 import type { Filter } from '../proto/gen/iofilter/v1/Filter';
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
+import type { SetFilterResponse } from '../proto/gen/iofilter/v1/SetFilterResponse';
 import type { StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
+import { CgroupResolver } from './cgroup';
 import type { AgentConfig } from './config';
 import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
 import { fromNative, invalid, precondition } from './errors';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
 import { modeFromWire, modeToWire, opToWire } from '../proto/names';
-import { toFilterSpec } from './validate';
+import { deleteTarget, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
 export interface KernelApi {
   probe(): Promise<native.Capabilities>;
+  lock(pinDir: string): native.PinDirLock;
   attach(opts: native.AttachOptions): Promise<native.Filterer>;
-  adopt(pinDir: string): Promise<native.Filterer | null>;
+  adopt(lock: native.PinDirLock): Promise<native.Filterer | null>;
   limits(): native.Limits;
 }
 
@@ -36,6 +40,7 @@ export class IoFilterCore {
   private reaper?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
   private extents: Extent[] = [];
+  private pinLock: native.PinDirLock | null = null;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -45,6 +50,8 @@ export class IoFilterCore {
     private readonly ownFiles: string[] = [],
     /** Where block devices are looked up (tests point it at a fake tree). */
     private readonly sysfs = '/sys',
+    /** Where cgroup scopes are resolved (tests point it at a fake tree). */
+    private readonly cgroups = new CgroupResolver(),
   ) {}
 
   /** Probes, then adopts existing pins or attaches as configured. Never throws for a kernel that lacks a mode. */
@@ -54,7 +61,9 @@ export class IoFilterCore {
     this.caps = await this.kernel.probe();
     for (const m of this.caps.modes)
       this.log.info({ mode: m.mode, available: m.available, hook: m.hook, reason: m.reason || undefined }, 'capability');
-    const adopted = await this.kernel.adopt(this.cfg.pinDir).catch((e) => {
+    // one agent per pin dir, for as long as it runs (EBUSY names the holder)
+    this.pinLock = this.kernel.lock(this.cfg.pinDir);
+    const adopted = await this.kernel.adopt(this.pinLock).catch((e) => {
       this.attachError = `cannot adopt pins in ${this.cfg.pinDir}: ${e.message}`;
       this.log.error({ err: e.message }, 'adopting pins failed');
       return null;
@@ -64,7 +73,7 @@ export class IoFilterCore {
       this.log.info({ mode: adopted.state.mode, pinDir: this.cfg.pinDir, filters: adopted.listFilters().length }, 'adopted pinned program and filters');
     } else if (this.cfg.attach !== 'none' && !this.attachError) {
       try {
-        this.filterer = await this.kernel.attach({ mode: this.cfg.attach, pinDir: this.cfg.pinDir, maxDisks: this.cfg.maxDisks });
+        this.filterer = await this.kernel.attach({ mode: this.cfg.attach, lock: this.pinLock, maxDisks: this.cfg.maxDisks });
         this.log.info({ mode: this.filterer.state.mode, hook: this.filterer.state.hook }, 'attached');
       } catch (e) {
         this.attachError = (e as Error).message;
@@ -81,6 +90,8 @@ export class IoFilterCore {
     const n = this.filterer?.listFilters().length ?? 0;
     this.filterer?.close();
     this.filterer = null;
+    this.pinLock?.release();
+    this.pinLock = null;
     return n;
   }
 
@@ -126,7 +137,8 @@ export class IoFilterCore {
       const cap = this.caps?.modes.find((m) => m.mode === mode);
       if (cap && !cap.available) throw precondition(`mode ${mode} is not available on this kernel: ${cap.reason}`);
       try {
-        this.filterer = await this.kernel.attach({ mode, pinDir: this.cfg.pinDir, maxDisks: this.cfg.maxDisks });
+        if (!this.pinLock) throw precondition('the agent is stopping');
+        this.filterer = await this.kernel.attach({ mode, lock: this.pinLock, maxDisks: this.cfg.maxDisks });
       } catch (e) {
         throw fromNative(e, `attach ${mode}`);
       }
@@ -152,11 +164,12 @@ export class IoFilterCore {
     });
   }
 
-  setFilter(req: SetFilterRequest__Output): Promise<Filter> {
+  setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
     return this.serial(() => {
       const f = this.attached();
       const dev = resolveDevice(req.device, this.sysfs);
-      const spec = toFilterSpec(req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl });
+      const { cgroup, warnings } = this.scope(req);
+      const spec = toFilterSpec(req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup);
       checkProtected(spec, dev, this.extents);
       let info: native.FilterInfo;
       try {
@@ -164,25 +177,44 @@ export class IoFilterCore {
       } catch (e) {
         throw fromNative(e, `SetFilter ${req.device}`);
       }
-      return this.toFilter(info, dev);
+      return { filter: this.toFilter(info, dev), warnings };
     });
   }
 
-  deleteFilter(device: string): Promise<DeleteFilterResponse> {
+  /** The request's cgroup scope, resolved on this host, and what may keep the filter from seeing its I/O. */
+  private scope(req: SetFilterRequest__Output) {
+    const q = scopeQuery(req);
+    if (!q) return { cgroup: null, warnings: [] };
+    const feat = this.caps?.features;
+    if (feat && !feat.cgroups) throw precondition(`this kernel cannot scope filters by cgroup${feat.notes.length ? `: ${feat.notes.join('; ')}` : ''}`);
+    const m = this.cgroups.mount();
+    const cgroup = this.cgroups.resolve(q, m);
+    return { cgroup, warnings: this.cgroups.warnings(cgroup, m) };
+  }
+
+  deleteFilter(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse> {
     return this.serial(() => {
       const f = this.attached();
+      const t = deleteTarget(req);
+      if ('id' in t) {
+        const info = f.getFilter({ id: t.id });
+        const removed = f.deleteFilter({ id: t.id });
+        return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
+      }
       // a filter on a device that has since disappeared can still be deleted by number
       let dev: DeviceInfo | null = null;
       let nums: { major: number; minor: number };
       try {
-        dev = resolveDevice(device, this.sysfs);
+        dev = resolveDevice(t.device, this.sysfs);
         nums = dev;
       } catch (e) {
-        if (device.startsWith('/')) throw e;
-        nums = parseDevNumbers(device);
+        if (t.device.startsWith('/')) throw e;
+        nums = parseDevNumbers(t.device);
       }
-      const existed = f.deleteFilter({ major: nums.major, minor: nums.minor });
-      return { existed, device: dev ? this.ref(dev) : { major: nums.major, minor: nums.minor } };
+      const device = { major: nums.major, minor: nums.minor };
+      const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
+      const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
+      return { existed: removed > 0, removed, device: dev ? this.ref(dev) : device };
     });
   }
 
@@ -207,6 +239,7 @@ export class IoFilterCore {
         allowNoTtl: this.cfg.ttl.allowNoTtl,
       },
       attachError: this.filterer ? '' : this.attachError,
+      features: caps?.features,
     };
   }
 
@@ -245,6 +278,8 @@ export class IoFilterCore {
       probability: f.probability,
       maxFailures: String(f.maxFailures),
       failures: String(f.failures),
+      id: f.id,
+      cgroup: f.cgroup ? { id: String(f.cgroup.id), path: f.meta.cgroupPath ?? '', fromPid: f.meta.fromPid ?? 0 } : null,
     };
   }
 }

@@ -1,8 +1,10 @@
 // Turns a SetFilter request into a native FilterSpec, or an INVALID_ARGUMENT that
 // names the field and the value. Runs before anything reaches the kernel.
 import type * as native from '../native';
+import type { DeleteFilterRequest__Output } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { opFromWire } from '../proto/names';
+import type { CgroupQuery, ResolvedCgroup } from './cgroup';
 import type { DeviceInfo } from './devices';
 import { invalid } from './errors';
 
@@ -40,7 +42,8 @@ export function effectiveTtl(ttlMs: unknown, policy: Policy['ttl']): number {
   return Number(ttl);
 }
 
-export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, policy: Policy): native.FilterSpec {
+/** `cgroup`: the scope the request named, already resolved (see scopeQuery). */
+export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, policy: Policy, cgroup?: ResolvedCgroup | null): native.FilterSpec {
   const ranges = req.ranges ?? [];
   if (ranges.length > policy.maxRanges)
     throw invalid(`ranges: ${ranges.length} given, limit ${policy.maxRanges} per disk`);
@@ -71,5 +74,39 @@ export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, pol
   const maxFailures = toBig(req.maxFailures ?? '0', 'max_failures');
   if (maxFailures < 0n || maxFailures > U64_MAX) throw invalid(`max_failures: ${maxFailures} is out of range`);
   if (maxFailures > 0n) spec.maxFailures = maxFailures;
+  if (cgroup) {
+    spec.cgroup = { id: cgroup.id, level: cgroup.level };
+    spec.meta = { cgroupPath: cgroup.path, ...(cgroup.fromPid && { fromPid: cgroup.fromPid }) };
+  }
   return spec;
+}
+
+const PID_MAX_LIMIT = 4_194_304; // the kernel's largest pid_max
+
+/** The cgroup scope named by cgroup_path, cgroup_id or pid (at most one), or null for none. */
+export function scopeQuery(r: { cgroupPath?: string; cgroupId?: unknown; pid?: unknown }): CgroupQuery | null {
+  const id = toBig(r.cgroupId ?? '0', 'cgroup_id');
+  const pid = toBig(r.pid ?? 0, 'pid');
+  const given = [r.cgroupPath && 'cgroup_path', id !== 0n && 'cgroup_id', pid !== 0n && 'pid'].filter(Boolean);
+  if (given.length > 1) throw invalid(`${given.join(', ')}: give at most one cgroup scope (cgroup_path, cgroup_id or pid)`);
+  if (id < 0n || id > U64_MAX) throw invalid(`cgroup_id: ${id} is out of range`);
+  if (pid < 0n || pid > BigInt(PID_MAX_LIMIT)) throw invalid(`pid: ${pid} is out of range (1..${PID_MAX_LIMIT})`);
+  if (r.cgroupPath) return { path: r.cgroupPath };
+  if (id) return { id };
+  if (pid) return { pid: Number(pid) };
+  return null;
+}
+
+/** What a DeleteFilter request names: a filter id, or a device with a scope, no scope, or all scopes. */
+export type DeleteTarget = { id: number } | { device: string; scope: CgroupQuery | null; allScopes: boolean };
+
+export function deleteTarget(req: DeleteFilterRequest__Output): DeleteTarget {
+  const scope = scopeQuery(req);
+  if (req.id) {
+    if (req.device || scope || req.allScopes) throw invalid(`id: ${req.id}: give the filter id alone, without device, scope or all_scopes`);
+    return { id: req.id };
+  }
+  if (!req.device) throw invalid('device is empty: give MAJ:MIN (e.g. 259:2) or a /dev path, or a filter id');
+  if (scope && req.allScopes) throw invalid('all_scopes: give either a cgroup scope or all_scopes, not both');
+  return { device: req.device, scope, allScopes: !!req.allScopes };
 }

@@ -37,9 +37,10 @@ function iofilterCase(name: string, mode: native.AttachMode, filters: (ctx: Ctx)
   return {
     name,
     async setup(ctx) {
-      const f = await native.attach({ mode, pinDir: ctx.pinDir });
+      const lock = native.lock(ctx.pinDir);
+      const f = await native.attach({ mode, lock });
       for (const spec of filters(ctx)) f.putFilter(spec);
-      return { progId: f.state.progIds[0], teardown: () => f.detach() };
+      return { progId: f.state.progIds[0], teardown: () => f.detach().finally(() => lock.release()) };
     },
   };
 }

@@ -14,7 +14,8 @@ import { UsageError } from './errors';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
 import { HostResult, runFleet } from './fleet';
-import { Colors, describeFilter, exitCode, hostLines, jsonLine, statusLines, summary } from './render';
+import { Colors, exitCode, hostLines, jsonLine, setLines, statusLines, summary } from './render';
+import { addScopeOptions, deletedText, deleteRequest, scopeFields } from './scope';
 
 /** Where the CLI writes; injectable so runCli() is testable in-process. */
 export interface Io {
@@ -107,34 +108,34 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .action(() => {
       chosen = plan({ command: 'status', run: (c) => c.status(), render: statusLines });
     });
-  program
-    .command('delete')
-    .argument('<dev>', 'MAJ:MIN or /dev path (resolved on each host)')
-    .description("remove the device's filter")
-    .action((dev: string) => {
-      checkDevice(dev);
-      chosen = plan({
-        command: 'delete',
-        run: (c) => c.deleteFilter(dev),
-        render: (r) => [r.existed ? `deleted filter on ${dev}` : `no filter on ${dev}`],
-      });
-    });
+  addScopeOptions(
+    program
+      .command('delete')
+      .argument('[dev]', 'MAJ:MIN or /dev path (resolved on each host)')
+      .description("remove DEV's filter (the unscoped one, or the scope given), every filter of DEV (--all-scopes), or one filter by id")
+      .option('--all-scopes', 'every filter of DEV, whatever its cgroup scope')
+      .option('--id <n>', 'the filter with this id (see status), whatever its device'),
+  ).action((dev: string | undefined, o) => {
+    const { req, what } = deleteRequest(dev, o);
+    chosen = plan({ command: 'delete', run: (c) => c.deleteFilter(req), render: (r) => [deletedText(r, what)] });
+  });
   const set = program
     .command('set')
     .argument('<dev>', 'MAJ:MIN or /dev path (resolved on each host)')
-    .description("fail the selected operations on DEV (whole device, or each --range); replaces DEV's filter")
+    .description("fail the selected operations on DEV (whole device, or each --range); replaces DEV's filter of the same cgroup scope")
     .option('--range <start-end>', "512-byte sectors, inclusive, in DEV's own coordinates; repeatable", (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--ttl <dur>', "the kernel stops failing I/O after this (default: the agent's default TTL)")
     .option('--probability <p>', 'fail about this share of matching I/O, in (0, 1]')
     .option('--max-failures <k>', 'fail only the first K matching I/Os');
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
+  addScopeOptions(set);
   type SetOpts = { range: string[]; ttl?: string; probability?: string; maxFailures?: string } & Record<string, unknown>;
   set.action((dev: string, o: SetOpts) => {
     checkDevice(dev);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
     const ops = OP_NAMES.filter((op) => o[opWord(op).replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase())]).map(opToWire);
     if (!ops.length) throw new UsageError('set: select at least one operation: --read, --write, --flush, --discard, --write-zeroes');
-    const req: SetFilterRequest = { device: dev };
+    const req: SetFilterRequest = { device: dev, ...scopeFields(o) };
     if (o.range.length) req.ranges = o.range.map((r) => ({ ...parseRange(r), ops }));
     else req.wholeDeviceOps = ops;
     if (o.ttl !== undefined) {
@@ -144,7 +145,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     }
     if (o.probability !== undefined) req.probability = parseProbability(o.probability);
     if (o.maxFailures !== undefined) req.maxFailures = parseCount(o.maxFailures, '--max-failures', 1);
-    chosen = plan({ command: 'set', run: (c) => c.setFilter(req), render: (f) => [`set ${describeFilter(f)}`] });
+    chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(req), render: setLines });
   });
 
   try {

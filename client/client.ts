@@ -3,11 +3,13 @@ import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../proto';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
+import type { DeleteFilterRequest } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
 import type { DeleteFilterResponse__Output } from '../proto/gen/iofilter/v1/DeleteFilterResponse';
 import type { DetachResponse__Output } from '../proto/gen/iofilter/v1/DetachResponse';
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
 import type { IoFilterServiceClient } from '../proto/gen/iofilter/v1/IoFilterService';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
+import type { SetFilterResponse__Output } from '../proto/gen/iofilter/v1/SetFilterResponse';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
 import { AttachModeName, modeToWire } from '../proto/names';
 import { normalizeHost } from './hosts';
@@ -75,13 +77,18 @@ export class IoFilterClient {
   detach(): Promise<DetachResponse__Output> {
     return this.unary((cb) => this.stub.Detach({}, this.opts(), cb));
   }
-  /** Replaces the device's filter atomically; resolves the filter as the agent stored it. */
+  /** Replaces the filter of (device, cgroup scope) atomically; resolves the filter as the agent stored it. */
   async setFilter(req: SetFilterRequest): Promise<Filter__Output> {
-    const r = await this.unary<{ filter: Filter__Output | null }>((cb) => this.stub.SetFilter(req, this.opts(), cb));
-    return r.filter!;
+    return (await this.setFilterResponse(req)).filter!;
   }
-  deleteFilter(device: string): Promise<DeleteFilterResponse__Output> {
-    return this.unary((cb) => this.stub.DeleteFilter({ device }, this.opts(), cb));
+  /** setFilter, with the agent's warnings (e.g. a cgroup whose I/O the filter may not see). */
+  setFilterResponse(req: SetFilterRequest): Promise<SetFilterResponse__Output> {
+    return this.unary((cb) => this.stub.SetFilter(req, this.opts(), cb));
+  }
+  /** A device ("MAJ:MIN" or /dev path: its unscoped filter), or a request with a cgroup scope, all_scopes or a filter id. */
+  deleteFilter(target: string | DeleteFilterRequest): Promise<DeleteFilterResponse__Output> {
+    const req = typeof target === 'string' ? { device: target } : target;
+    return this.unary((cb) => this.stub.DeleteFilter(req, this.opts(), cb));
   }
   status(): Promise<StatusResponse__Output> {
     return this.unary((cb) => this.stub.Status({}, this.opts(), cb));

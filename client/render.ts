@@ -5,10 +5,12 @@ import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { DeviceRef__Output } from '../proto/gen/iofilter/v1/DeviceRef';
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
+import type { SetFilterResponse__Output } from '../proto/gen/iofilter/v1/SetFilterResponse';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
 import { wireModeWord, wireOpWord } from '../proto/names';
 import { formatDuration } from './args';
 import type { HostResult } from './fleet';
+import { cgroupText } from './scope';
 
 export type Colors = ReturnType<typeof pc.createColors>;
 
@@ -36,7 +38,13 @@ export function describeFilter(f: Filter__Output): string {
     ? `whole device ${f.ranges[0]?.ops.map(wireOpWord).join(',')}`
     : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(wireOpWord).join(',')}`).join('; ');
   const x = extras(f);
-  return `${deviceName(f.device)}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}`;
+  const scope = cgroupText(f.cgroup);
+  return `${deviceName(f.device)}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}`;
+}
+
+/** A SetFilter answer: the filter as stored, then each warning of the agent. */
+export function setLines(r: SetFilterResponse__Output, c: Colors): string[] {
+  return [`set ${r.filter ? describeFilter(r.filter) : '?'}`, ...r.warnings.map((w) => `${c.yellow('warning:')} ${w}`)];
 }
 
 function stateLine(s?: AttachState__Output | null): string {
@@ -57,14 +65,16 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
   }
   const observe = st.state?.mode === 'MODE_OBSERVE';
   const t = new Table({
-    head: ['device', 'ranges (sectors)', 'ops', 'matched', observe ? 'would fail' : 'failed', 'ttl left', 'limits'],
+    head: ['id', 'device', 'cgroup', 'ranges (sectors)', 'ops', 'matched', observe ? 'would fail' : 'failed', 'ttl left', 'limits'],
     style: { head: [], border: [], compact: true },
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
   for (const f of st.filters) {
     f.ranges.forEach((r, i) =>
       t.push([
+        i === 0 ? String(f.id || '') : '',
         i === 0 ? deviceName(f.device) : '',
+        i === 0 ? cgroupText(f.cgroup) ?? 'any' : '',
         f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
         r.ops.map(wireOpWord).join(','),
         r.matched,

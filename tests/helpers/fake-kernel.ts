@@ -6,33 +6,61 @@ import * as path from 'node:path';
 import type * as native from '../../native';
 import type { KernelApi } from '../../agent/service';
 
+const sameDev = (a: native.Device, b: native.Device) => a.major === b.major && a.minor === b.minor;
+
+/** Filters keyed by (device, cgroup id), as the native table keys them; ids handed out from 1. */
 export class FakeFilterer implements native.Filterer {
-  readonly filters = new Map<string, native.FilterInfo>();
+  readonly filters: native.FilterInfo[] = [];
+  /** Every spec putFilter accepted, in order. */
+  readonly specs: native.FilterSpec[] = [];
   puts = 0;
+  private nextId = 1;
+  private onEvents?: (batch: native.KernelEvent[]) => void;
   constructor(readonly state: native.AttachState) {}
   putFilter(spec: native.FilterSpec): native.FilterInfo {
     this.puts++;
+    this.specs.push(spec);
     const ranges = spec.ranges.length ? spec.ranges : [{ start: 0n, end: (spec.size ?? 1n) - 1n, ops: spec.wholeOps ?? ['read', 'write'] }];
+    const old = this.select({ device: spec.device, cgroupId: spec.cgroup?.id });
     const info: native.FilterInfo = {
+      id: old[0]?.id ?? this.nextId++,
       device: spec.device, disk: spec.disk, offset: spec.offset, size: spec.size ?? 0n, whole: !spec.ranges.length,
       ranges: ranges.map((r) => ({ ...r, matched: 0n, failed: 0n })),
       remainingMs: spec.ttlMs ? spec.ttlMs : null, probability: spec.probability ?? 1,
-      maxFailures: spec.maxFailures ?? 0n, failures: 0n,
+      maxFailures: spec.maxFailures ?? 0n, failures: 0n, matchedIos: 0n, failedIos: 0n,
+      cgroup: spec.cgroup ?? null, eventsPerSecond: spec.eventsPerSecond ?? 1000, eventsSpared: !!spec.eventsSpared, eventsDropped: 0n,
+      meta: { ...spec.meta },
     };
-    this.filters.set(`${spec.device.major}:${spec.device.minor}`, info);
+    if (old.length) this.filters.splice(this.filters.indexOf(old[0]), 1, info);
+    else this.filters.push(info);
     return info;
   }
-  getFilter(d: native.Device) { return this.filters.get(`${d.major}:${d.minor}`) ?? null; }
-  deleteFilter(d: native.Device) { return this.filters.delete(`${d.major}:${d.minor}`); }
-  listFilters() { return [...this.filters.values()]; }
-  reapExpired() { return 0; }
-  async detach() { this.filters.clear(); }
-  close() {}
+  private select(key: native.FilterKey): native.FilterInfo[] {
+    if ('id' in key) return this.filters.filter((f) => f.id === key.id);
+    return this.filters.filter((f) => sameDev(f.device, key.device) && (key.allScopes || f.cgroup?.id === key.cgroupId));
+  }
+  getFilter(key: native.FilterKey) { return this.select(key)[0] ?? null; }
+  deleteFilter(key: native.FilterKey) {
+    const gone = this.select(key);
+    for (const f of gone) this.filters.splice(this.filters.indexOf(f), 1);
+    return gone.length;
+  }
+  clearFilters() { return this.filters.splice(0).length; }
+  listFilters() { return [...this.filters]; }
+  reapExpired() { return 0; } // the fake's filters never run down
+  programStats() { return [{ progId: 1, name: 'iofilter_fake', recursionMisses: 0n, runCount: 0n }]; }
+  counters() { return { truncatedIos: 0n, eventsLost: 0n }; }
+  startEvents(cb: (batch: native.KernelEvent[]) => void) { this.onEvents = cb; }
+  stopEvents() { this.onEvents = undefined; }
+  /** Delivers a batch as the native ring-buffer reader would. */
+  emit(batch: native.KernelEvent[]) { this.onEvents?.(batch); }
+  async detach() { this.filters.splice(0); }
+  close() { this.stopEvents(); }
 }
 
-export function fakeKernel(): KernelApi & { filterer?: FakeFilterer } {
+export function fakeKernel(opts: { cgroups?: boolean } = {}): KernelApi & { filterer?: FakeFilterer } {
   const k: KernelApi & { filterer?: FakeFilterer } = {
-    limits: () => ({ maxRanges: 64, maxFilters: 16 }),
+    limits: () => ({ maxRanges: 64, maxRangesPerFilter: 64, maxFilters: 16, maxOverlap: 8, maxRangesPerIo: 8 }),
     probe: async () => ({
       kernelRelease: '6.1.0-fake', btf: true, lockdown: 'none',
       modes: [
@@ -40,10 +68,18 @@ export function fakeKernel(): KernelApi & { filterer?: FakeFilterer } {
         { mode: 'kprobe', available: false, hook: 'kprobe/should_fail_bio', reason: 'kprobes unavailable' },
         { mode: 'observe', available: true, hook: 'tp_btf/block_bio_queue', reason: '' },
       ],
+      features: {
+        fetchAtomics: true, pinnableKprobe: true, recursionMisses: true, gracePeriod: 'membarrier', cgroups: opts.cgroups ?? true,
+        notes: opts.cgroups === false ? ['kernel built without CONFIG_BLK_CGROUP'] : [],
+      },
     }),
+    lock: (pinDir) => ({ pinDir, release: () => undefined }),
     adopt: async () => null,
-    attach: async (opts) => {
-      k.filterer = new FakeFilterer({ mode: 'observe', pinDir: opts.pinDir ?? '/x', adopted: false, progIds: [1], linkIds: [2], mapIds: [3], hook: 'tp_btf/block_bio_queue', maxDisks: 1024 });
+    attach: async (o) => {
+      k.filterer = new FakeFilterer({
+        mode: 'observe', pinDir: o.lock.pinDir, adopted: false, pinned: true, progIds: [1], linkIds: [2], mapIds: [3],
+        hook: 'tp_btf/block_bio_queue', maxDisks: 1024, selfTest: null,
+      });
       return k.filterer;
     },
   };

@@ -14,28 +14,34 @@ if (skipReason) console.warn(`host binding tests skipped: ${skipReason}`);
 const ADDON = path.join(ROOT, 'build', 'Release', 'iofilter.node');
 const pinDir = `/sys/fs/bpf/iofilter-test-${process.pid}`;
 const dev = (l: { major: number; minor: number }) => ({ major: l.major, minor: l.minor });
+/** The unscoped filter of a device. */
+const key = (l: { major: number; minor: number }) => ({ device: dev(l) });
 const counts = (f: native.FilterInfo | null) => f!.ranges.map((r) => `${r.matched}/${r.failed}`);
 
 d('native binding on the host kernel (observe mode)', () => {
   let f: native.Filterer;
+  let lock: native.PinDirLock;
   let disk: LoopDevice; // unpartitioned, 64 MiB
   let pdisk: LoopDevice; // two partitions of 16 MiB
 
   beforeAll(async () => {
     disk = createLoop(64);
     pdisk = createLoop(40, [16, 16]);
-    f = await native.attach({ mode: 'observe', pinDir });
+    lock = native.lock(pinDir);
+    f = await native.attach({ mode: 'observe', lock });
   });
   afterAll(async () => {
     try {
-      if (fs.existsSync(pinDir)) await (await native.adopt(pinDir))?.detach();
+      await (await native.adopt(lock))?.detach();
+      lock.release();
+      fs.rmSync(pinDir, { recursive: true, force: true });
     } finally {
       disk?.detach();
       pdisk?.detach();
     }
   });
   afterEach(() => {
-    for (const x of f.listFilters()) f.deleteFilter(x.device);
+    for (const x of f.listFilters()) f.deleteFilter({ device: x.device, allScopes: true });
   });
 
   test('probe reports what this kernel can do, with reasons', async () => {
@@ -72,7 +78,7 @@ d('native binding on the host kernel (observe mode)', () => {
     // [5000,5007] read
     expect(directIo(disk.path, 'read', 4992, 32).ok).toBe(true); // spans the whole range
     expect(directIo(disk.path, 'write', 5000, 8).ok).toBe(true); // wrong op: no
-    expect(counts(f.getFilter(dev(disk)))).toEqual(['3/3', '1/1']);
+    expect(counts(f.getFilter(key(disk)))).toEqual(['3/3', '1/1']);
   });
 
   test('partition filter: I/O through the whole disk onto its sectors counts, other partition does not', () => {
@@ -83,7 +89,7 @@ d('native binding on the host kernel (observe mode)', () => {
     expect(directIo(pdisk.path, 'read', p1.start + 100, 8).ok).toBe(true); // through the disk: yes
     expect(directIo(pdisk.path, 'read', p1.start + 200, 8).ok).toBe(true); // disk, past the range: no
     expect(directIo(p2.path, 'write', 150, 8).ok).toBe(true); // other partition, same relative sector: no
-    expect(counts(f.getFilter(dev(p1)))).toEqual(['2/2']);
+    expect(counts(f.getFilter(key(p1)))).toEqual(['2/2']);
   });
 
   test('whole-disk filter: I/O through a partition onto its sectors counts', () => {
@@ -92,7 +98,7 @@ d('native binding on the host kernel (observe mode)', () => {
       ranges: [{ start: BigInt(p2.start + 64), end: BigInt(p2.start + 71), ops: ['read'] }] });
     expect(directIo(p2.path, 'read', 60, 8).ok).toBe(true); // p2 [60,67] -> disk overlaps: yes
     expect(directIo(p2.path, 'read', 72, 8).ok).toBe(true); // p2 [72,79]: adjacent after: no
-    expect(counts(f.getFilter(dev(pdisk)))).toEqual(['1/1']);
+    expect(counts(f.getFilter(key(pdisk)))).toEqual(['1/1']);
   });
 
   test('no ranges = the whole device with the given ops', () => {
@@ -102,13 +108,13 @@ d('native binding on the host kernel (observe mode)', () => {
     expect(info.ranges).toEqual([{ start: 0n, end: BigInt(p2.size - 1), ops: ['write'], matched: 0n, failed: 0n }]);
     directIo(p2.path, 'write', p2.size - 8, 8);
     directIo(pdisk.path, 'write', p2.start - 8, 8); // just before p2 through the disk: no
-    expect(counts(f.getFilter(dev(p2)))).toEqual(['1/1']);
+    expect(counts(f.getFilter(key(p2)))).toEqual(['1/1']);
   });
 
   test('max failures: exactly K would fail, the rest pass', () => {
     f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['write'] }], maxFailures: 3n });
     for (let i = 0; i < 7; i++) directIo(disk.path, 'write', 0, 8);
-    const info = f.getFilter(dev(disk))!;
+    const info = f.getFilter(key(disk))!;
     expect(counts(info)).toEqual(['7/3']);
     expect(info.failures).toBe(3n);
   });
@@ -116,7 +122,7 @@ d('native binding on the host kernel (observe mode)', () => {
   test('probability: roughly 1 in 4 of 400 I/Os would fail', () => {
     f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['read'] }], probability: 0.25 });
     for (let i = 0; i < 400; i++) directIo(disk.path, 'read', 0, 8);
-    const [r] = f.getFilter(dev(disk))!.ranges;
+    const [r] = f.getFilter(key(disk))!.ranges;
     expect(r.matched).toBe(400n);
     // binomial(400, 0.25): mean 100, sd 8.7; +-5 sd
     expect(Number(r.failed)).toBeGreaterThan(56);
@@ -126,14 +132,14 @@ d('native binding on the host kernel (observe mode)', () => {
   test('expiry is enforced by the program: after the TTL nothing counts; reapExpired removes it', async () => {
     f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['write'] }], ttlMs: 300 });
     directIo(disk.path, 'write', 0, 8);
-    expect(f.getFilter(dev(disk))!.remainingMs).toBeGreaterThan(0);
+    expect(f.getFilter(key(disk))!.remainingMs).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 400));
     directIo(disk.path, 'write', 0, 8);
-    const info = f.getFilter(dev(disk))!;
+    const info = f.getFilter(key(disk))!;
     expect(counts(info)).toEqual(['1/1']);
     expect(info.remainingMs).toBe(0);
     expect(f.reapExpired()).toBe(1);
-    expect(f.getFilter(dev(disk))).toBeNull();
+    expect(f.getFilter(key(disk))).toBeNull();
   });
 
   test('replacing a partition filter keeps the counters of the other filters on the disk', () => {
@@ -143,8 +149,8 @@ d('native binding on the host kernel (observe mode)', () => {
     f.putFilter(spec(p2, ['write']));
     directIo(p1.path, 'write', 0, 8);
     f.putFilter(spec(p2, ['read'])); // replace p2's filter
-    expect(counts(f.getFilter(dev(p1)))).toEqual(['1/1']);
-    expect(f.getFilter(dev(p2))!.ranges[0].ops).toEqual(['read']);
+    expect(counts(f.getFilter(key(p1)))).toEqual(['1/1']);
+    expect(f.getFilter(key(p2))!.ranges[0].ops).toEqual(['read']);
   });
 
   test('bad input throws and changes nothing', () => {
@@ -185,36 +191,49 @@ d('native binding on the host kernel (observe mode)', () => {
     directIo(disk.path, 'write', 8, 8);
     const script = `
       const a = require(${JSON.stringify(ADDON)});
-      a.adopt(${JSON.stringify(pinDir)}).then((f) => {
+      const lock = a.lock(${JSON.stringify(pinDir)});
+      a.adopt(lock).then((f) => {
         const out = { state: f.state, filters: f.listFilters() };
         f.close();
+        lock.release();
         console.log(JSON.stringify(out, (k, v) => typeof v === 'bigint' ? String(v) : v));
       });`;
+    // one process per pin dir: the lock is refused while this one holds it
+    expect(() => execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', stdio: 'pipe' })).toThrow(/EBUSY|held/);
+    f.close();
+    lock.release();
     const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }));
     expect(out.state.adopted).toBe(true);
     expect(out.state.progIds).toEqual(f.state.progIds);
     expect(out.filters).toHaveLength(1);
     expect(out.filters[0].ranges[0]).toMatchObject({ start: '0', end: '99', matched: '1', failed: '1' });
 
-    // attaching again adopts instead of attaching twice
-    const again = await native.attach({ mode: 'observe', pinDir });
-    expect(again.state.adopted).toBe(true);
-    expect(again.state.progIds).toEqual(f.state.progIds);
-    again.close();
+    // taking the lock again and adopting sees the same program
+    lock = native.lock(pinDir);
+    const progIds = f.state.progIds;
+    f = (await native.adopt(lock))!;
+    expect(f.state.adopted).toBe(true);
+    expect(f.state.progIds).toEqual(progIds);
 
     await f.detach();
-    expect(fs.existsSync(pinDir)).toBe(false);
+    expect(fs.readdirSync(pinDir).filter((n) => n.startsWith('link_'))).toEqual([]);
     const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' }));
     expect(links.some((l: { id: number }) => l.id === f.state.linkIds[0])).toBe(false);
     expect(() => f.listFilters()).toThrow(/closed/);
-    f = await native.attach({ mode: 'observe', pinDir }); // for afterEach/afterAll
+    f = await native.attach({ mode: 'observe', lock }); // for afterEach/afterAll
   });
 
   test('forced modes this kernel lacks are refused with the reason', async () => {
     const caps = await native.probe();
     for (const m of caps.modes.filter((m) => !m.available)) {
-      await expect(native.attach({ mode: m.mode, pinDir: `${pinDir}-x` })).rejects.toMatchObject({ code: 'ENOTSUP' });
-      expect(fs.existsSync(`${pinDir}-x`)).toBe(false);
+      const lx = native.lock(`${pinDir}-x`);
+      try {
+        await expect(native.attach({ mode: m.mode, lock: lx })).rejects.toMatchObject({ code: 'ENOTSUP' });
+        expect(fs.readdirSync(`${pinDir}-x`).filter((n) => n.startsWith('link_'))).toEqual([]);
+      } finally {
+        lx.release();
+        fs.rmSync(`${pinDir}-x`, { recursive: true, force: true });
+      }
     }
   });
 });

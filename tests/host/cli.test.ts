@@ -68,12 +68,12 @@ d('cli: iofilterctl subprocess against real agents', () => {
     const r = await ctl('--host', agents[0].address, '--host', agents[1].address, 'set', disk.path, '--write', '--range', '0-99', '--range', '1000-1999', '--ttl', '10m');
     expect(r.stderr).toMatch(/^2 ok, 0 failed, 0 unreachable/m);
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split('\n')).toEqual(agents.map((a) => `${a.address}: set ${diskName}: 0-99 write; 1000-1999 write; ttl 10m0s`));
+    expect(r.stdout.trim().split('\n')).toEqual(agents.map((a) => expect.stringMatching(new RegExp(`^${esc(a.address)}: set ${esc(diskName)}: 0-99 write; 1000-1999 write; ttl 10m0s; filter \\d+$`))));
     const st = await ctl('--host', agents[0].address, 'status');
     expect(st.code).toBe(0);
-    expect(st.stdout).toMatch(/device .* ranges \(sectors\) .* ops .* matched .* would fail .* ttl left/);
-    expect(st.stdout).toMatch(new RegExp(`${esc(diskName)}\\s*│ 0-99\\s*│ write\\s*│ \\d+\\s*│ \\d+\\s*│ (9m5\\ds|10m0s)`));
-    expect(st.stdout).toMatch(/│\s+│ 1000-1999\s+│ write\s+│/);
+    expect(st.stdout).toMatch(/id .* device .* cgroup .* ranges \(sectors\) .* ops .* matched .* would fail .* ttl left/);
+    expect(st.stdout).toMatch(new RegExp(`│ \\d+\\s*│ ${esc(diskName)}\\s*│ any\\s*│ 0-99\\s*│ write\\s*│ \\d+\\s*│ \\d+\\s*│ (9m5\\ds|10m0s)`));
+    expect(st.stdout).toMatch(/│\s+│\s+│\s+│ 1000-1999\s+│ write\s+│/);
     expect(st.stdout.split('\n').filter(Boolean).every((l) => l.startsWith(`${agents[0].address}: `))).toBe(true);
   });
 

@@ -197,6 +197,10 @@ d('protected devices', () => {
     expect(err.details).toMatch(new RegExp(`${rootDev}.*is protected.*holds / \\(\\w+ on \\S+ at /\\).*protect\\.allow`));
     const e2 = await client.setFilter({ device: rootDev, ranges: [{ start: 0, end: 7, ops: ['OP_WRITE'] }] }).catch((e) => e);
     expect(grpc.status[e2.code]).toBe('FAILED_PRECONDITION');
+    // a cgroup scope does not make it allowed
+    const e3 = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/' }).catch((e) => e);
+    expect(grpc.status[e3.code]).toBe('FAILED_PRECONDITION');
+    expect(e3.details).toMatch(/is protected/);
     expect((await client.status()).filters).toHaveLength(0);
   });
 
@@ -213,9 +217,12 @@ d('protected devices', () => {
 
   test('a loop device backed by a file is not protected', async () => {
     const l = createLoop(8);
-    expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('OK');
-    await client.deleteFilter(l.path);
-    l.detach();
+    try {
+      expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }))).toBe('OK');
+      await client.deleteFilter(l.path);
+    } finally {
+      l.detach(); // also when it failed: no loop device left behind
+    }
   });
 });
 

@@ -104,7 +104,7 @@ describe('parseArgs builds the request', () => {
     expect(p.opts).toEqual({ json: true, concurrency: 8, timeoutMs: 500 });
   });
   test('`set 259:2 --write` fails all writes to the whole device', async () => {
-    expect(await requestOf(['--host', 'db1', 'set', '259:2', '--write'])).toEqual({ method: 'setFilter', arg: { device: '259:2', wholeDeviceOps: ['OP_WRITE'] } });
+    expect(await requestOf(['--host', 'db1', 'set', '259:2', '--write'])).toEqual({ method: 'setFilterResponse', arg: { device: '259:2', wholeDeviceOps: ['OP_WRITE'] } });
   });
   test('set with ranges: each range gets the selected ops; ttl, probability, max failures', async () => {
     const r = await requestOf([
@@ -113,7 +113,7 @@ describe('parseArgs builds the request', () => {
     ]);
     const ops = ['OP_READ', 'OP_FLUSH', 'OP_DISCARD', 'OP_WRITE_ZEROES'];
     expect(r).toEqual({
-      method: 'setFilter',
+      method: 'setFilterResponse',
       arg: { device: '/dev/nvme0n1p2', ranges: [{ start: '0', end: '2047', ops }, { start: '100000', end: '18446744073709551615', ops }], ttlMs: 300_000, probability: 0.5, maxFailures: 10 },
     });
   });
@@ -121,7 +121,7 @@ describe('parseArgs builds the request', () => {
     expect(await requestOf(['--host', 'db1', 'attach'])).toEqual({ method: 'attach', arg: 'auto' });
     expect(await requestOf(['--host', 'db1', 'attach', '--mode', 'observe'])).toEqual({ method: 'attach', arg: 'observe' });
     expect(await requestOf(['--host', 'db1', 'detach'])).toMatchObject({ method: 'detach' });
-    expect(await requestOf(['--host', 'db1', 'delete', '8:16'])).toEqual({ method: 'deleteFilter', arg: '8:16' });
+    expect(await requestOf(['--host', 'db1', 'delete', '8:16'])).toEqual({ method: 'deleteFilter', arg: { device: '8:16' } });
   });
   test('--help is not an error: exit 0, help on stdout', async () => {
     const io = capture();
@@ -150,7 +150,7 @@ describe('usage errors: exit 1 before any network call, message on stderr, nothi
     ['bad DEV', [...H, 'set', 'sda', '--write'], /device "sda" is neither MAJ:MIN/],
     ['bad DEV "8:"', [...H, 'delete', '8:'], /device "8:"/],
     ['DEV 0:0', [...H, 'set', '0:0', '--write'], /0:0/],
-    ['missing DEV', [...H, 'delete'], /missing required argument 'dev'/],
+    ['missing DEV', [...H, 'delete'], /delete: give DEV .* or --id N/],
     ['no op for set', [...H, 'set', '7:0'], /select at least one operation/],
     ['no op for set, with a range', [...H, 'set', '7:0', '--range', '0-7'], /select at least one operation/],
     ['start > end', [...H, 'set', '7:0', '--write', '--range', '10-5'], /start 10 > end 5/],

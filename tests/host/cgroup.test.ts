@@ -1,0 +1,207 @@
+// Cgroup scopes on this host's real cgroup v2 tree (root): cgroups made under the
+// cgroup2 mount, sleeps moved into them, resolution by path, relative path, id and pid
+// (also from inside a private cgroup namespace), checked against `stat -c %i` and the
+// tree; the warnings this host's controllers call for; refusals. Then SetFilter
+// through an in-process agent with this host's sysfs and protected devices (the filter
+// table is the fake kernel's: the addon's is not needed to prove the scope).
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import pino from 'pino';
+import { CgroupResolver, Cgroup2Mount } from '../../agent/cgroup';
+import { resolveConfig } from '../../agent/config';
+import { Agent, createAgent } from '../../agent/server';
+import { IoFilterClient } from '../../client';
+import { Io, runCli } from '../../client/cli';
+import { fakeKernel } from '../helpers/fake-kernel';
+import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { ROOT } from '../helpers/vm';
+
+const resolver = new CgroupResolver();
+const BUILT = path.join(ROOT, 'dist', 'agent', 'cgroup.js');
+
+function unavailable(): string | null {
+  const loop = loopUnavailableReason();
+  if (loop) return loop;
+  try {
+    resolver.mount();
+  } catch (e) {
+    return `no usable cgroup2 mount: ${(e as Error).message}`;
+  }
+  if (spawnSync('unshare', ['--help']).status !== 0) return 'no unshare(1) (util-linux)';
+  if (!fs.existsSync(BUILT)) return 'the project is not built (npm run build): the namespace test runs dist/agent/cgroup.js';
+  return null;
+}
+const skipReason = unavailable();
+if (skipReason) console.warn(`host cgroup tests skipped: ${skipReason}`);
+// under CI a skipped tier is a failure: say why instead of skipping
+const d = skipReason ? (process.env.CI === 'true' ? (n: string) => test(n, () => { throw new Error(skipReason); }) : describe.skip) : describe;
+
+const ino = (p: string) => BigInt(execFileSync('stat', ['-c', '%i', p], { encoding: 'utf8' }).trim());
+const words = (f: string) => fs.readFileSync(f, 'utf8').split(/\s+/).filter(Boolean);
+/** Whether blkio is bound to a cgroup v1 hierarchy, from /proc/cgroups (hierarchy id > 0). */
+const blkioOnV1 = () => fs.readFileSync('/proc/cgroups', 'utf8').split('\n').some((l) => /^blkio\s+[1-9]/.test(l));
+
+function refusal(fn: () => unknown): { code: string; message: string } {
+  try {
+    fn();
+  } catch (e) {
+    return { code: status[(e as { code: number }).code], message: (e as Error).message };
+  }
+  throw new Error('expected a refusal');
+}
+
+d('cgroup scopes on this host (root)', () => {
+  let m: Cgroup2Mount;
+  let base: string; // <mount>/iofilter-test-<pid>
+  let rel: string; // /iofilter-test-<pid>
+  const sleeps: ChildProcess[] = [];
+
+  const sleepIn = async (dir: string) => {
+    const p = spawn('sleep', ['600'], { stdio: 'ignore' });
+    sleeps.push(p);
+    await new Promise((r) => p.once('spawn', r));
+    fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(p.pid));
+    return p.pid!;
+  };
+
+  beforeAll(() => {
+    m = resolver.mount();
+    rel = `/iofilter-test-${process.pid}`;
+    base = path.join(m.dir, rel);
+    for (const sub of ['', 'a', 'a/b', 'c']) fs.mkdirSync(path.join(base, sub));
+  });
+  afterAll(async () => {
+    await Promise.all(sleeps.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r).kill('SIGKILL')) : null)));
+    for (const sub of ['a/b', 'a', 'c', 'gone', '']) if (fs.existsSync(path.join(base, sub))) fs.rmdirSync(path.join(base, sub));
+  });
+
+  test('the mount is cgroup2fs; a v1 blkio hierarchy is reported exactly when /proc/cgroups binds blkio to v1', () => {
+    expect(execFileSync('stat', ['-f', '-c', '%T', m.dir], { encoding: 'utf8' }).trim()).toBe('cgroup2fs');
+    expect(m.nsDepth).toBe(0);
+    expect(m.blkioV1 !== null).toBe(blkioOnV1());
+    console.log(`cgroup2 at ${m.dir}; blkio on v1: ${m.blkioV1 ?? 'no'}; root controllers: ${words(path.join(m.dir, 'cgroup.controllers')).join(' ') || '(none)'}`);
+  });
+
+  test('by absolute path, relative path and the root: ids are the directories inode numbers, levels the depth', () => {
+    expect(resolver.resolve({ path: path.join(base, 'a') })).toEqual({ id: ino(path.join(base, 'a')), level: 2, path: `${rel}/a` });
+    expect(resolver.resolve({ path: `${rel}/a/b` })).toEqual({ id: ino(path.join(base, 'a/b')), level: 3, path: `${rel}/a/b` });
+    expect(resolver.resolve({ path: rel.slice(1) })).toEqual({ id: ino(base), level: 1, path: rel });
+    expect(resolver.resolve({ path: '/' })).toEqual({ id: ino(m.dir), level: 0, path: '/' });
+    expect(ino(m.dir)).toBe(1n); // the root cgroup's id
+  });
+
+  test('by id: the walk finds the cgroup', () => {
+    expect(resolver.resolve({ id: ino(path.join(base, 'a/b')) })).toEqual({ id: ino(path.join(base, 'a/b')), level: 3, path: `${rel}/a/b` });
+    expect(resolver.resolve({ id: 1n }).path).toBe('/');
+  });
+
+  test('by pid: the cgroup the process is in, as /proc/PID/cgroup says', async () => {
+    const pid = await sleepIn(path.join(base, 'a/b'));
+    expect(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`0::${rel}/a/b\n`);
+    expect(resolver.resolve({ pid })).toEqual({ id: ino(path.join(base, 'a/b')), level: 3, path: `${rel}/a/b`, fromPid: pid });
+  });
+
+  test('by pid from inside a private cgroup namespace rooted at a/: the same cgroups', async () => {
+    const inB = await sleepIn(path.join(base, 'a/b'));
+    const inC = await sleepIn(path.join(base, 'c'));
+    const script = `
+      const { CgroupResolver } = require(${JSON.stringify(BUILT)});
+      const r = new CgroupResolver();
+      const out = { self: require('fs').readFileSync('/proc/self/cgroup', 'utf8'), mount: r.mount(), b: r.resolve({ pid: ${inB} }), c: r.resolve({ pid: ${inC} }) };
+      console.log(JSON.stringify(out, (k, v) => (typeof v === 'bigint' ? String(v) : v)));`;
+    // the shell moves itself into a/, then unshare makes a/ its cgroup namespace root
+    const out = JSON.parse(execFileSync('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec unshare -C "$2" -e "$3"', 'sh', path.join(base, 'a'), process.execPath, script], { encoding: 'utf8' }));
+    expect(out.self).toContain('0::/\n'); // it is at its namespace's root
+    expect(out.mount).toMatchObject({ dir: m.dir, nsDepth: 2 });
+    expect(out.b).toEqual({ id: String(ino(path.join(base, 'a/b'))), level: 3, path: `${rel}/a/b`, fromPid: inB });
+    expect(out.c).toEqual({ id: String(ino(path.join(base, 'c'))), level: 2, path: `${rel}/c`, fromPid: inC });
+    // what the namespace showed it: relative to a/
+    expect(fs.readFileSync(`/proc/${inC}/cgroup`, 'utf8')).toContain(`0::${rel}/c\n`);
+  });
+
+  test('warnings: what this host\'s controllers call for', () => {
+    const root = words(path.join(m.dir, 'cgroup.controllers'));
+    const a = resolver.resolve({ path: `${rel}/a` });
+    const w = resolver.warnings(a);
+    console.log(`warnings for ${a.path} on this host:\n  ${w.join('\n  ') || '(none)'}`);
+    if (!root.includes('io')) {
+      // io is not on cgroup v2 here: the hybrid warning if blkio is on v1, else "not available"
+      expect(w).toEqual([blkioOnV1() ? expect.stringMatching(/^this host runs a hybrid cgroup v1\/v2 layout with blkio on cgroup v1/) : expect.stringMatching(/^the io controller is not available on cgroup v2/)]);
+      return;
+    }
+    // io is on v2: a/ has it iff iofilter-test-<pid>/ enables it for its children (it does not, fresh)
+    expect(words(path.join(base, 'a', 'cgroup.controllers')).includes('io')).toBe(false);
+    expect(w[0]).toMatch(new RegExp(`^the io controller is not enabled for ${rel}/a .*charged to ${rel}, the nearest ancestor`));
+    fs.writeFileSync(path.join(base, 'cgroup.subtree_control'), '+io');
+    expect(resolver.warnings(a).filter((x) => /io controller/.test(x))).toEqual([]);
+  });
+
+  test('refusals: no such path, "..", a file, outside the mount, a gone id, a gone pid', async () => {
+    fs.mkdirSync(path.join(base, 'gone'));
+    const goneId = ino(path.join(base, 'gone'));
+    fs.rmdirSync(path.join(base, 'gone'));
+    const gonePid = await new Promise<number>((r) => {
+      const p = spawn('true');
+      p.once('exit', () => r(p.pid!));
+    });
+    expect(refusal(() => resolver.resolve({ path: `${rel}/nope` }))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/no cgroup /) });
+    expect(refusal(() => resolver.resolve({ path: `${rel}/a/../c` }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/must not contain "\.\."/) });
+    expect(refusal(() => resolver.resolve({ path: `${rel}/cgroup.procs` }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/is not a cgroup directory/) });
+    expect(refusal(() => resolver.resolve({ path: '/sys/kernel' }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/is outside the cgroup2 mount/) });
+    expect(refusal(() => resolver.resolve({ id: goneId }))).toMatchObject({ code: 'NOT_FOUND', message: `cgroup_id: ${goneId}: no cgroup with this id under ${m.dir}` });
+    expect(refusal(() => resolver.resolve({ pid: gonePid }))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/no such process/) });
+  });
+
+  describe('SetFilter with a scope, through an agent (this host\'s sysfs and protected devices; fake filter table)', () => {
+    let agent: Agent;
+    let client: IoFilterClient;
+    let loop: LoopDevice;
+    const kernel = fakeKernel();
+    beforeAll(async () => {
+      loop = createLoop(8);
+      const cfg = resolveConfig({ listen: '127.0.0.1:0', attach: 'observe', pinDir: '/sys/fs/bpf/unused' });
+      agent = await createAgent(cfg, pino({ level: 'silent' }), kernel);
+      client = new IoFilterClient(agent.address);
+    });
+    afterAll(async () => {
+      client?.close();
+      await agent?.stop(1000);
+      loop?.detach();
+    });
+
+    test('--pid: the filter carries the cgroup (id, path, pid) and the warnings this host calls for', async () => {
+      const pid = await sleepIn(path.join(base, 'a/b'));
+      const r = await client.setFilterResponse({ device: loop.path, wholeDeviceOps: ['OP_WRITE'], pid });
+      const b = resolver.resolve({ path: `${rel}/a/b` });
+      expect(r.filter!.cgroup).toEqual({ id: String(ino(path.join(base, 'a/b'))), path: `${rel}/a/b`, fromPid: pid });
+      expect(r.warnings).toEqual(resolver.warnings(b));
+      expect(kernel.filterer!.specs.at(-1)!.cgroup).toEqual({ id: ino(path.join(base, 'a/b')), level: 3 });
+      expect((await client.status()).filters.map((f) => f.cgroup?.path)).toEqual([`${rel}/a/b`]);
+    });
+
+    test('iofilterctl set --cgroup prints the scope and each warning as a host: warning: line', async () => {
+      const io: Io & { o: string } = { o: '', out: (s) => void (io.o += s), err: () => undefined, stdoutTty: false, stderrTty: false };
+      expect(await runCli(['--host', agent.address, 'set', loop.path, '--read', '--cgroup', path.join(base, 'c')], io)).toBe(0);
+      const lines = io.o.trim().split('\n');
+      const c = resolver.resolve({ path: `${rel}/c` });
+      expect(lines[0]).toMatch(new RegExp(`^${agent.address}: set ${path.basename(loop.path)} \\(${loop.major}:${loop.minor}\\), cgroup ${rel}/c \\(id ${c.id}\\): whole device read; `));
+      expect(lines.slice(1)).toEqual(resolver.warnings(c).map((w) => `${agent.address}: warning: ${w}`));
+    });
+
+    test('the device holding / stays protected whatever the scope', async () => {
+      const rootDev = execFileSync('findmnt', ['-n', '-o', 'MAJ:MIN', '--target', '/'], { encoding: 'utf8' }).trim();
+      if (rootDev.startsWith('0:')) {
+        console.warn(`/ is not on a block device here (${rootDev}): nothing is protected to test`);
+        expect(process.env.CI).not.toBe('true');
+        return;
+      }
+      const before = kernel.filterer!.puts;
+      const err = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_READ'], cgroupPath: `${rel}/a` }).catch((e) => e);
+      expect(status[err.code]).toBe('FAILED_PRECONDITION');
+      expect(err.details).toMatch(/is protected: .*holds \//);
+      expect(kernel.filterer!.puts).toBe(before);
+    });
+  });
+});
