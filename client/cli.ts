@@ -129,7 +129,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .option('--max-failures <k>', 'fail only the first K matching I/Os');
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
   addScopeOptions(set);
-  type SetOpts = { range: string[]; ttl?: string; probability?: string; maxFailures?: string } & Record<string, unknown>;
+  type SetOpts = { range: string[]; ttl?: string; probability?: string; maxFailures?: string; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
   set.action((dev: string, o: SetOpts) => {
     checkDevice(dev);
     // commander camel-cases flags: --write-zeroes -> writeZeroes

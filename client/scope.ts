@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import type { CgroupRef__Output } from '../proto/gen/iofilter/v1/CgroupRef';
 import type { DeleteFilterRequest } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
 import type { DeleteFilterResponse__Output } from '../proto/gen/iofilter/v1/DeleteFilterResponse';
-import { checkDevice, parseCount, UsageError } from './args';
+import { checkDevice, parseCount } from './args';
+import { UsageError } from './errors';
 
 export interface ScopeFlags {
   cgroup?: string;
