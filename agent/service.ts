@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as native from '../native';
 import type { AttachRequest__Output } from '../proto/gen/iofilter/v1/AttachRequest';
 import type { AttachState } from '../proto/gen/iofilter/v1/AttachState';
+import type { ClearFiltersResponse } from '../proto/gen/iofilter/v1/ClearFiltersResponse';
 import type { DeleteFilterResponse } from '../proto/gen/iofilter/v1/DeleteFilterResponse';
 import type { DetachResponse } from '../proto/gen/iofilter/v1/DetachResponse';
 import type { DeviceRef } from '../proto/gen/iofilter/v1/DeviceRef';
@@ -184,6 +185,28 @@ export class IoFilterCore {
       const existed = f.deleteFilter({ major: nums.major, minor: nums.minor });
       return { existed, device: dev ? this.ref(dev) : { major: nums.major, minor: nums.minor } };
     });
+  }
+
+  /** Deletes every filter on this host (`iofilterctl halt`); idempotent. Not attached: nothing is in force. */
+  clearFilters(): Promise<ClearFiltersResponse> {
+    return this.serial(() => {
+      if (!this.filterer) return { removed: 0 };
+      let removed: number;
+      try {
+        removed = this.deleteAllFilters(this.filterer);
+      } catch (e) {
+        throw fromNative(e, 'ClearFilters');
+      }
+      this.log.info({ removed }, 'cleared every filter');
+      return { removed };
+    });
+  }
+
+  /** The native side of ClearFilters, kept to this method (the binding will gain its own clearFilters()). */
+  private deleteAllFilters(f: native.Filterer): number {
+    let removed = 0;
+    for (const info of f.listFilters()) if (f.deleteFilter(info.device)) removed++;
+    return removed;
   }
 
   async status(): Promise<StatusResponse> {
