@@ -285,7 +285,7 @@ export interface ScheduleOptions {
  */
 export function schedule(plan: ExperimentPlan, o: ScheduleOptions): Schedule {
   const hosts = o.hosts.length ? o.hosts : plan.hosts;
-  if (!hosts.length) throw new UsageError(`${plan.file}: no host: give hosts or hostsFile in the plan, or --host/--hosts-file`);
+  if (!hosts.length) throw new PlanError(`${plan.file}: no host: give hosts or hostsFile in the plan, or --host/--hosts-file`);
   let reach = 0;
   const counts = plan.steps.map((s) => {
     const want = s.hosts === 'all' ? hosts.length : 'count' in s.hosts ? s.hosts.count : Math.ceil((s.hosts.percent * hosts.length) / 100);
