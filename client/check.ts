@@ -16,14 +16,15 @@ const KEEP_BYTES = 16 * 1024;
 
 /**
  * Runs `command` with /bin/sh -c in its own process group, so that a deadline or
- * `stop` ends the whole pipeline it started, not just the shell.
+ * `stop` ends the whole pipeline it started, not just the shell. `env` is added to
+ * this process's environment.
  */
-export function runCheck(command: string, timeoutMs: number, stop?: AbortSignal): Promise<CheckResult> {
+export function runCheck(command: string, timeoutMs: number, stop?: AbortSignal, env: Record<string, string> = {}): Promise<CheckResult> {
   const started = Date.now();
   return new Promise((resolve) => {
     let out = '';
     let timedOut = false;
-    const child = spawn('/bin/sh', ['-c', command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/bin/sh', ['-c', command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     const keep = (d: Buffer) => (out = (out + d.toString('utf8')).slice(-KEEP_BYTES));
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);

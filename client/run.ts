@@ -189,7 +189,9 @@ export class ExperimentRun {
   /** One run of the health check; a failure aborts. */
   private async check(): Promise<boolean> {
     const c = this.s.check!;
-    const r = await runCheck(c.command, c.timeoutMs, this.stop.signal);
+    // a check script may want to know where the run is
+    const env = { IOFILTER_STEP: this.step ?? '', IOFILTER_CHECK: String(this.checks + 1) };
+    const r = await runCheck(c.command, c.timeoutMs, this.stop.signal, env);
     if (this.aborted) return false; // killed by the abort: says nothing about health
     this.checks++;
     this.emit({ event: 'check', step: this.step, n: this.checks, ...r });
