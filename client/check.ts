@@ -19,12 +19,13 @@ const KEEP_BYTES = 16 * 1024;
  * `stop` ends the whole pipeline it started, not just the shell. `env` is added to
  * this process's environment.
  */
-export function runCheck(command: string, timeoutMs: number, stop?: AbortSignal, env: Record<string, string> = {}): Promise<CheckResult> {
+export function runCheck(command: string, o: { timeoutMs: number; cwd?: string; env?: Record<string, string>; stop?: AbortSignal }): Promise<CheckResult> {
+  const { timeoutMs, stop } = o;
   const started = Date.now();
   return new Promise((resolve) => {
     let out = '';
     let timedOut = false;
-    const child = spawn('/bin/sh', ['-c', command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn('/bin/sh', ['-c', command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], cwd: o.cwd, env: { ...process.env, ...o.env } });
     const keep = (d: Buffer) => (out = (out + d.toString('utf8')).slice(-KEEP_BYTES));
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);

@@ -9,8 +9,9 @@ import { OP_NAMES, opFromWord, opToWire, opWord } from '../proto/names';
 import { checkDevice, formatDuration, normalizeHost, parseCount, parseDuration, parseHosts, parseProbability, parseRange, UsageError } from './args';
 
 export interface HealthCheck {
-  /** Run with /bin/sh -c on the control host; exit 0 means healthy. */
+  /** Run with /bin/sh -c on the control host, in the plan's directory; exit 0 means healthy. */
   command: string;
+  cwd: string;
   everyMs: number;
   timeoutMs: number;
 }
@@ -124,7 +125,9 @@ class Reader {
     for (const pair of m.items) {
       const k = isScalar(pair.key) ? String(pair.key.value) : '';
       if (!allowed.includes(k)) this.fail(pair.key, `${key}: unknown key "${k}" (known: ${allowed.join(', ')})`);
-      out.set(k, this.node(pair.value));
+      const v = this.node(pair.value);
+      if (!v || (isScalar(v) && v.value === null)) this.fail(pair.key, `${key}.${k}: no value given`);
+      out.set(k, v);
     }
     return out;
   }
@@ -202,7 +205,7 @@ class Reader {
     const timeoutMs = m.has('timeout') ? this.duration(m.get('timeout')!, 'check.timeout') : everyMs;
     // a check still running when the next is due would stretch the interval it promises
     if (timeoutMs > everyMs) this.fail(m.get('timeout'), `check.timeout: ${formatDuration(timeoutMs)} is longer than check.every ${formatDuration(everyMs)}`);
-    return { command, everyMs, timeoutMs };
+    return { command, cwd: path.dirname(path.resolve(this.file)), everyMs, timeoutMs };
   }
 
   step(n: Node | null, i: number): StepSpec {

@@ -12,6 +12,17 @@ import { Colors, describeFilter } from './render';
 import { describeCheck, EXIT_ABORTED, EXIT_LEFT_BEHIND, ExperimentRun, RunEvent, RunSummary } from './run';
 
 export const RUN_HELP = `
+Plan (YAML or JSON; checked whole, with line:col, before anything is sent):
+  hosts: [db1, db2:7000]        # or hostsFile: F (beside the plan); --host replaces both
+  check: { command: CMD, every: 5s, timeout: 3s }   # optional; sh -c in the plan's dir
+  steps:
+    - name: canary
+      hosts: 1                  # a count, "10%" or all; earlier steps' hosts stay in
+      set: { device: "259:2", ops: [write], ranges: ["0-2047"], probability: 0.5 }
+      hold: 2m                  # the check runs at its start, each interval, at its end
+  cleanup: delete               # or keep (filters then end with their TTL)
+Each filter carries a TTL of what is left of the plan (set's own ttl may only be longer).
+
 Exit code of run, bitwise: 0 finished (and cleaned up, unless the plan keeps its
 filters); 1 the plan or the command line is wrong (nothing was sent); 2 some host
 answered with an error; 4 some host gave no answer; 8 the run was aborted (check

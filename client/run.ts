@@ -191,7 +191,7 @@ export class ExperimentRun {
     const c = this.s.check!;
     // a check script may want to know where the run is
     const env = { IOFILTER_STEP: this.step ?? '', IOFILTER_CHECK: String(this.checks + 1) };
-    const r = await runCheck(c.command, c.timeoutMs, this.stop.signal, env);
+    const r = await runCheck(c.command, { timeoutMs: c.timeoutMs, cwd: c.cwd, env, stop: this.stop.signal });
     if (this.aborted) return false; // killed by the abort: says nothing about health
     this.checks++;
     this.emit({ event: 'check', step: this.step, n: this.checks, ...r });

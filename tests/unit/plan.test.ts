@@ -36,7 +36,7 @@ describe('what a plan means', () => {
   test('the example of the issue: hosts, check, steps, requests', () => {
     const p = parsePlan(EXAMPLE, 'plan.yaml');
     expect(p.hosts).toEqual(['db1:50051', 'db2:7000']);
-    expect(p.check).toEqual({ command: 'curl -fsS http://db-lb/health', everyMs: 5000, timeoutMs: 3000 });
+    expect(p.check).toEqual({ command: 'curl -fsS http://db-lb/health', cwd: process.cwd(), everyMs: 5000, timeoutMs: 3000 });
     expect(p.cleanup).toBe('delete');
     const s = schedule(p, opts);
     expect(s.steps.map((x) => [x.name, x.hosts, x.holdMs])).toEqual([
@@ -108,8 +108,8 @@ describe('what a plan means', () => {
     ]);
   });
 
-  test('a check without every/timeout: every 5s, timeout = every; `command: true` is a command', () => {
-    expect(parsePlan(`check: { command: true }\n${step()}`, 'p').check).toEqual({ command: 'true', everyMs: 5000, timeoutMs: 5000 });
+  test('a check without every/timeout: every 5s, timeout = every; `command: true` is a command; it runs in the plan\'s directory', () => {
+    expect(parsePlan(`check: { command: true }\n${step()}`, path.join(tmp, 'p.yaml')).check).toEqual({ command: 'true', cwd: tmp, everyMs: 5000, timeoutMs: 5000 });
   });
 });
 
@@ -142,6 +142,7 @@ describe('refused, with file:line:col', () => {
     ['a duplicate key', `hosts: [a]\nhosts: [b]\n${step()}`, /^plan\.yaml:2:1: Map keys must be unique/],
     ['broken YAML', `hosts: [a\nsteps: x\n`, /^plan\.yaml:\d+:\d+: /],
     ['two documents', `hosts: [a]\n---\n${step()}`, /^plan\.yaml:2:1: Source contains multiple documents/],
+    ['a key without a value', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write] }\n    hold:\n`, /^plan\.yaml:4:5: steps\[0\]\.hold: no value given/],
     ['a list where a mapping belongs', `hosts: [a]\nsteps:\n  - [1, 2]\n`, /^plan\.yaml:3:5: steps\[0\]: expected a mapping/],
   ])('%s', (_what, text, re) => refuse(text, re));
 

@@ -109,6 +109,15 @@ test('a check that fails before the first step: nothing is set, exit 8', async (
   expect(fleet.map(calls)).toEqual([{}, {}]);
 });
 
+test("checks run in the plan's directory, with IOFILTER_STEP and IOFILTER_CHECK; a hold of 0 is one check", async () => {
+  const fleet = await fakes(1);
+  fs.writeFileSync(path.join(tmp, 'where.sh'), 'echo "$IOFILTER_STEP $IOFILTER_CHECK" >> where.log\n', { mode: 0o755 });
+  const io = capture();
+  const code = await runCli(['run', planFile(twoSteps([fleet[0].address, fleet[0].address.replace('127.0.0.1', 'localhost')], 'check: { command: ./where.sh, every: 1s }\n'))], io);
+  expect(code).toBe(0);
+  expect(fs.readFileSync(path.join(tmp, 'where.log'), 'utf8')).toBe(' 1\ncanary 2\neveryone 3\n');
+});
+
 test('cleanup: keep - no delete; the kept filters are listed; exit 0', async () => {
   const fleet = await fakes(2);
   const io = capture();
