@@ -108,7 +108,7 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     SetFilter: unary((req) => core.setFilter(req)),
     DeleteFilter: unary((req) => core.deleteFilter(req)),
     Status: unary(() => core.status()),
-    ClearFilters: unary(() => Promise.reject(new RpcError(grpc.status.UNIMPLEMENTED, 'ClearFilters is not implemented yet'))),
+    ClearFilters: unary(() => core.clearFilters()),
     Watch: (call) => call.destroy(new RpcError(grpc.status.UNIMPLEMENTED, 'Watch is not implemented yet')),
   };
   server.addService(grpcObj.iofilter.v1.IoFilterService.service, handlers);

@@ -6,6 +6,7 @@ import * as native from '../native';
 import type { AttachRequest__Output } from '../proto/gen/iofilter/v1/AttachRequest';
 import type { AttachState } from '../proto/gen/iofilter/v1/AttachState';
 import type { DeleteFilterRequest__Output } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
+import type { ClearFiltersResponse } from '../proto/gen/iofilter/v1/ClearFiltersResponse';
 import type { DeleteFilterResponse } from '../proto/gen/iofilter/v1/DeleteFilterResponse';
 import type { DetachResponse } from '../proto/gen/iofilter/v1/DetachResponse';
 import type { DeviceRef } from '../proto/gen/iofilter/v1/DeviceRef';
@@ -217,6 +218,22 @@ export class IoFilterCore {
       return { existed: removed > 0, removed, device: dev ? this.ref(dev) : device };
     });
   }
+
+  /** Deletes every filter on this host (`iofilterctl halt`); idempotent. Not attached: nothing is in force. */
+  clearFilters(): Promise<ClearFiltersResponse> {
+    return this.serial(() => {
+      if (!this.filterer) return { removed: 0 };
+      let removed: number;
+      try {
+        removed = this.filterer.clearFilters();
+      } catch (e) {
+        throw fromNative(e, 'ClearFilters');
+      }
+      this.log.info({ removed }, 'cleared every filter');
+      return { removed };
+    });
+  }
+
 
   async status(): Promise<StatusResponse> {
     const filters = this.filterer ? this.filterer.listFilters().map((f) => this.toFilter(f)) : [];

@@ -16,6 +16,7 @@ import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } 
 import { HostResult, runFleet } from './fleet';
 import { Colors, exitCode, hostLines, jsonLine, setLines, statusLines, summary } from './render';
 import { addScopeOptions, deletedText, deleteRequest, scopeFields } from './scope';
+import { RUN_HELP, runPlanCommand } from './run-view';
 
 /** Where the CLI writes; injectable so runCli() is testable in-process. */
 export interface Io {
@@ -41,6 +42,12 @@ export interface Plan<T = unknown> {
 
 const plan = <T>(p: Plan<T>): Plan => p as unknown as Plan;
 
+/** `run PLAN`: the experiment runner drives the fleet itself (client/run-view.ts). */
+export interface RunArgs {
+  file: string;
+  dryRun: boolean;
+}
+
 const MAX_TIMEOUT_MS = 24 * 3_600_000;
 
 const HELP_AFTER = `
@@ -48,7 +55,8 @@ Hosts: host (port 50051), host:port, [v6]:port or unix:/path; --host is repeatab
 takes comma lists; --hosts-file takes one per line with # comments ("-" for stdin).
 DUR: 500ms, 30s, 5m, 1h30m, or a plain number of seconds.
 Exit code, bitwise: 0 all ok, 1 usage or local error, 2 some host answered with an
-error, 4 some host was unreachable or timed out (6: both).`;
+error, 4 some host was unreachable or timed out (6: both); run adds 8 (aborted) and
+16 (a filter may remain): see run --help.`;
 
 function readTls(flag: string, file: string): Buffer {
   try {
@@ -63,8 +71,9 @@ function readTls(flag: string, file: string): Buffer {
  * reading --hosts-file and the TLS files: no network. Throws UsageError or
  * CommanderError (already printed via io); null when --help/--version was served.
  */
-export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Options; plan: Plan } | null {
+export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Options; plan?: Plan; experiment?: RunArgs } | null {
   let chosen: Plan | undefined;
+  let experiment: RunArgs | undefined;
   const program = new Command('iofilterctl')
     .description('Block-device fault injection across a fleet of iofilter agents')
     .usage('[--host H]... [--hosts-file F] [options] COMMAND')
@@ -148,6 +157,22 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(req), render: setLines });
   });
 
+  program
+    .command('halt')
+    .description('delete every filter on each host, one call per host (the program stays attached); idempotent')
+    .action(() => {
+      chosen = plan({ command: 'halt', run: (c) => c.clearFilters(), render: (r) => [`halted: ${r.removed} filter(s) removed`] });
+    });
+  program
+    .command('run')
+    .argument('<plan>', 'experiment plan, YAML or JSON (see README: Experiments)')
+    .description("run an experiment plan: steps set in order, held while the plan's check passes; any failure or Ctrl-C aborts and deletes the plan's filters")
+    .option('--dry-run', 'check the plan and print what each step would do on which hosts; call nothing')
+    .addHelpText('after', RUN_HELP)
+    .action((file: string, o: { dryRun?: boolean }) => {
+      experiment = { file, dryRun: !!o.dryRun };
+    });
+
   try {
     program.parse(argv, { from: 'user' });
   } catch (e) {
@@ -155,9 +180,10 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (e instanceof CommanderError && e.exitCode === 0) return null;
     throw e;
   }
-  if (!chosen) throw new UsageError('no command: attach, detach, status, delete DEV or set DEV (see --help)');
+  if (!chosen && !experiment) throw new UsageError('no command: attach, detach, status, delete DEV, set DEV, halt or run PLAN (see --help)');
   const g = program.opts();
-  const hosts = parseHosts(g.host, g.hostsFile);
+  // a plan may name its own hosts
+  const hosts = experiment && !g.host.length && !g.hostsFile ? [] : parseHosts(g.host, g.hostsFile);
   const timeoutMs = parseDuration(g.timeout, '--timeout');
   if (timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) throw new UsageError(`bad --timeout "${g.timeout}": must be more than 0 and at most 24h`);
   const concurrency = Number(parseCount(g.concurrency, '--concurrency', 1));
@@ -166,7 +192,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   if (tlsGiven && tlsGiven < 3) throw new UsageError('TLS needs all of --tls-ca, --tls-cert and --tls-key');
   // read now so a missing file is a usage error, before any host is contacted
   if (tlsGiven) opts.tls = { ca: readTls('--tls-ca', g.tlsCa), cert: readTls('--tls-cert', g.tlsCert), key: readTls('--tls-key', g.tlsKey) };
-  return { hosts, opts, plan: chosen };
+  return { hosts, opts, plan: chosen, experiment };
 }
 
 /** The whole CLI minus process wiring; resolves the exit code. */
@@ -180,7 +206,9 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     return 1;
   }
   if (!parsed) return 0;
-  const { hosts, opts, plan: p } = parsed;
+  if (parsed.experiment) return runPlanCommand(parsed.experiment, parsed.hosts, parsed.opts, io);
+  const { hosts, opts } = parsed;
+  const p = parsed.plan!;
   const c = pc.createColors(io.stdoutTty && !opts.json);
   const bar =
     io.stderrTty && hosts.length > 5

@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../proto';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { DeleteFilterRequest } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
+import type { ClearFiltersResponse__Output } from '../proto/gen/iofilter/v1/ClearFiltersResponse';
 import type { DeleteFilterResponse__Output } from '../proto/gen/iofilter/v1/DeleteFilterResponse';
 import type { DetachResponse__Output } from '../proto/gen/iofilter/v1/DetachResponse';
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
@@ -89,6 +90,10 @@ export class IoFilterClient {
   deleteFilter(target: string | DeleteFilterRequest): Promise<DeleteFilterResponse__Output> {
     const req = typeof target === 'string' ? { device: target } : target;
     return this.unary((cb) => this.stub.DeleteFilter(req, this.opts(), cb));
+  }
+  /** Deletes every filter on the host in one call (the program stays attached); idempotent. */
+  clearFilters(): Promise<ClearFiltersResponse__Output> {
+    return this.unary((cb) => this.stub.ClearFilters({}, this.opts(), cb));
   }
   status(): Promise<StatusResponse__Output> {
     return this.unary((cb) => this.stub.Status({}, this.opts(), cb));

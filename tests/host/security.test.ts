@@ -93,6 +93,10 @@ d('mTLS, roles and the audit trail', () => {
     expect(err.details).toMatch(/viewer; SetFilter needs operator/);
     expect(await codeOf(c.detach())).toBe('PERMISSION_DENIED');
     mutations++;
+    const clear = await c.clearFilters().catch((e) => e);
+    mutations++;
+    expect(grpc.status[clear.code]).toBe('PERMISSION_DENIED');
+    expect(clear.details).toMatch(/viewer; ClearFilters needs operator/);
     c.close();
   });
 
@@ -130,6 +134,7 @@ d('mTLS, roles and the audit trail', () => {
       ['DeleteFilter', 'alice', 'OK'],
       ['SetFilter', 'bob.clients.example', 'PERMISSION_DENIED'],
       ['Detach', 'bob.clients.example', 'PERMISSION_DENIED'],
+      ['ClearFilters', 'bob.clients.example', 'PERMISSION_DENIED'],
       ['SetFilter', 'mallory', 'PERMISSION_DENIED'],
       ['SetFilter', '', 'UNAUTHENTICATED'],
       ['Attach', '', 'UNAUTHENTICATED'],

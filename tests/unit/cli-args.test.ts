@@ -27,7 +27,7 @@ async function requestOf(argv: string[]): Promise<{ method: string; arg: unknown
   const p = parseArgs(argv, capture())!;
   let seen: { method: string; arg: unknown } | undefined;
   const client = new Proxy({}, { get: (_t, method: string) => async (arg: unknown) => void (seen = { method, arg }) });
-  await p.plan.run(client as IoFilterClient);
+  await p.plan!.run(client as IoFilterClient);
   return seen!;
 }
 
@@ -97,7 +97,7 @@ describe('parseArgs builds the request', () => {
     const p = parseArgs(['--host', 'db1', 'status'], capture())!;
     expect(p.hosts).toEqual(['db1:50051']);
     expect(p.opts).toEqual({ json: false, concurrency: 64, timeoutMs: 10_000 });
-    expect(p.plan.command).toBe('status');
+    expect(p.plan!.command).toBe('status');
   });
   test('global options may come after the command too', () => {
     const p = parseArgs(['status', '--host', 'db1', '--json', '--concurrency', '8', '--timeout', '500ms'], capture())!;

@@ -1,0 +1,167 @@
+// Experiment plans (client/plan.ts): what a plan means (hosts per step, requests, the
+// TTL each step's filters carry) and every way a plan is refused - with file, line and
+// column - before anything could be sent.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parsePlan, PlanError, schedule, ScheduleOptions } from '../../client/plan';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-plan-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const EXAMPLE = `hosts: [db1, db2:7000]
+check:
+  command: curl -fsS http://db-lb/health
+  every: 5s
+  timeout: 3s
+steps:
+  - name: canary
+    hosts: 1
+    set: { device: "259:2", ops: [write], ranges: ["0-2047"], probability: 0.5 }
+    hold: 2m
+  - name: everyone
+    hosts: all
+    set: { device: /dev/nvme0n1p2, ops: [read, write] }
+    hold: 5m
+cleanup: delete
+`;
+const opts: ScheduleOptions = { hosts: [], concurrency: 64, timeoutMs: 10_000 };
+const refuse = (text: string, re: RegExp, o: ScheduleOptions = opts) => {
+  expect(() => schedule(parsePlan(text, 'plan.yaml'), o)).toThrow(PlanError);
+  expect(() => schedule(parsePlan(text, 'plan.yaml'), o)).toThrow(re);
+};
+const step = (extra = '') => `steps:\n  - set: { device: "7:0", ops: [write] }\n    hold: 10s\n${extra}`;
+
+describe('what a plan means', () => {
+  test('the example of the issue: hosts, check, steps, requests', () => {
+    const p = parsePlan(EXAMPLE, 'plan.yaml');
+    expect(p.hosts).toEqual(['db1:50051', 'db2:7000']);
+    expect(p.check).toEqual({ command: 'curl -fsS http://db-lb/health', cwd: process.cwd(), everyMs: 5000, timeoutMs: 3000 });
+    expect(p.cleanup).toBe('delete');
+    const s = schedule(p, opts);
+    expect(s.steps.map((x) => [x.name, x.hosts, x.holdMs])).toEqual([
+      ['canary', ['db1:50051'], 120_000],
+      ['everyone', ['db1:50051', 'db2:7000'], 300_000],
+    ]);
+    expect(s.steps[0].requests).toEqual([
+      { device: '259:2', ranges: [{ start: '0', end: '2047', ops: ['OP_WRITE'] }], probability: 0.5, ttlMs: s.steps[0].ttlMs },
+    ]);
+    expect(s.steps[1].requests).toEqual([{ device: '/dev/nvme0n1p2', wholeDeviceOps: ['OP_READ', 'OP_WRITE'], ttlMs: s.steps[1].ttlMs }]);
+  });
+
+  test('TTL: no shorter than the rest of the plan, no longer than its holds plus one deadline per round of hosts and two check timeouts per hold', () => {
+    const p = parsePlan(EXAMPLE, 'plan.yaml');
+    for (const o of [opts, { ...opts, timeoutMs: 2000 }, { hosts: Array.from({ length: 300 }, (_, i) => `h${i}:1`), concurrency: 64, timeoutMs: 5000 }]) {
+      const s = schedule(p, o);
+      const hosts = s.steps.map((x) => x.hosts.length);
+      const rounds = (k: number) => hosts.slice(k).reduce((a, n) => a + Math.ceil(n / o.concurrency), 0) + Math.ceil(hosts[hosts.length - 1] / o.concurrency);
+      s.steps.forEach((st, k) => {
+        const holds = s.steps.slice(k).reduce((a, x) => a + x.holdMs, 0);
+        const checks = 2 * 3000 * (s.steps.length - k);
+        expect(st.ttlMs).toBeGreaterThanOrEqual(holds + checks + rounds(k) * o.timeoutMs);
+        expect(st.ttlMs).toBeLessThanOrEqual(holds + checks + rounds(k) * (o.timeoutMs + 1000) + 1000);
+        expect(st.requests.every((r) => r.ttlMs === st.ttlMs)).toBe(true);
+      });
+    }
+  });
+
+  test('cleanup: keep leaves the cleanup round out of the TTL', () => {
+    const del = schedule(parsePlan(EXAMPLE, 'p'), opts).steps[0].ttlMs;
+    const keep = schedule(parsePlan(EXAMPLE.replace('cleanup: delete', 'cleanup: keep'), 'p'), opts).steps[0].ttlMs;
+    expect(del - keep).toBe(11_000); // one round of 2 hosts at a 10 s deadline (+1 s grace)
+  });
+
+  test('hosts: counts, percentages (rounded up) and all; earlier steps stay included', () => {
+    const hosts = Array.from({ length: 10 }, (_, i) => `h${i}:1`);
+    const text = `steps:
+  - { hosts: 3, set: { device: "7:0", ops: [write] } }
+  - { hosts: "10%", set: { device: "7:0", ops: [write] } }
+  - { hosts: "25%", set: { device: "7:0", ops: [write] } }
+  - { set: { device: "7:0", ops: [write] } }
+`;
+    const s = schedule(parsePlan(text, 'p'), { ...opts, hosts });
+    expect(s.steps.map((x) => x.hosts)).toEqual([hosts.slice(0, 3), hosts.slice(0, 3), hosts.slice(0, 3), hosts]);
+    expect(s.steps.map((x) => x.name)).toEqual(['step 1', 'step 2', 'step 3', 'step 4']);
+    const s2 = schedule(parsePlan(text.replace('hosts: 3', 'hosts: 1'), 'p'), { ...opts, hosts });
+    expect(s2.steps.map((x) => x.hosts.length)).toEqual([1, 1, 3, 10]);
+  });
+
+  test('--host replaces the plan hosts; a hostsFile is read relative to the plan', () => {
+    fs.writeFileSync(path.join(tmp, 'fleet.txt'), '# fleet\nweb1\nweb2:7000 # second\n');
+    const p = parsePlan(`hostsFile: fleet.txt\nhosts: "db1, db2"\n${step()}`, path.join(tmp, 'plan.yaml'));
+    expect(p.hosts).toEqual(['db1:50051', 'db2:50051', 'web1:50051', 'web2:7000']);
+    expect(schedule(p, { ...opts, hosts: ['x:1'] }).hosts).toEqual(['x:1']);
+  });
+
+  test('JSON is a plan too; `set` may be a list; every op word, write_zeroes spelled either way', () => {
+    const json = JSON.stringify({
+      hosts: ['a'],
+      steps: [{ name: 's', set: [{ device: '7:0', ops: ['read', 'flush', 'discard', 'write-zeroes'], ranges: ['0-9'], ttl: '1h', maxFailures: 3 }, { device: '/dev/sdb', ops: ['write_zeroes'] }], hold: 30 }],
+      cleanup: 'keep',
+    });
+    const s = schedule(parsePlan(json, 'plan.json'), opts);
+    expect(s.cleanup).toBe('keep');
+    expect(s.steps[0].holdMs).toBe(30_000);
+    expect(s.steps[0].requests).toEqual([
+      { device: '7:0', ranges: [{ start: '0', end: '9', ops: ['OP_READ', 'OP_FLUSH', 'OP_DISCARD', 'OP_WRITE_ZEROES'] }], maxFailures: 3, ttlMs: 3_600_000 },
+      { device: '/dev/sdb', wholeDeviceOps: ['OP_WRITE_ZEROES'], ttlMs: s.steps[0].ttlMs },
+    ]);
+  });
+
+  test('a check without every/timeout: every 5s, timeout = every; `command: true` is a command; it runs in the plan\'s directory', () => {
+    expect(parsePlan(`check: { command: true }\n${step()}`, path.join(tmp, 'p.yaml')).check).toEqual({ command: 'true', cwd: tmp, everyMs: 5000, timeoutMs: 5000 });
+  });
+});
+
+describe('refused, with file:line:col', () => {
+  test.each([
+    ['an unknown top-level key', `hosts: [a]\nstep:\n  - x\n`, /^plan\.yaml:2:1: plan: unknown key "step" \(known: hosts, hostsFile, check, steps, cleanup\)/],
+    ['an unknown key in a filter', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], probabilty: 0.5 }\n`, /^plan\.yaml:3:41: steps\[0\]\.set: unknown key "probabilty"/],
+    ['an unknown key in a step', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write] }\n    hodl: 5m\n`, /^plan\.yaml:4:5: steps\[0\]: unknown key "hodl"/],
+    ['a bad duration', `hosts: [a]\n${step().replace('10s', '10 parsecs')}`, /^plan\.yaml:4:11: steps\[0\]\.hold: bad duration "10 parsecs"/],
+    ['a bad check interval', `hosts: [a]\ncheck: { command: x, every: 0s }\n${step()}`, /^plan\.yaml:2:29: check\.every: must be more than 0/],
+    ['a check timeout longer than its interval', `hosts: [a]\ncheck: { command: x, every: 1s, timeout: 2s }\n${step()}`, /^plan\.yaml:2:42: check\.timeout: 2s is longer than check\.every 1s/],
+    ['a check without a command', `hosts: [a]\ncheck: { every: 1s }\n${step()}`, /^plan\.yaml:2:8: check: `command` is missing/],
+    ['no steps', `hosts: [a]\n`, /^plan\.yaml:1:1: plan: `steps` is missing/],
+    ['an empty step list', `hosts: [a]\nsteps: []\n`, /^plan\.yaml:2:8: steps: give at least one step/],
+    ['an empty file', ``, /^plan\.yaml:1:1: the plan is empty/],
+    ['a step without set', `hosts: [a]\nsteps:\n  - hold: 1m\n`, /^plan\.yaml:3:5: steps\[0\]: `set` is missing/],
+    ['a filter without ops', `hosts: [a]\nsteps:\n  - set: { device: "7:0" }\n`, /^plan\.yaml:3:10: steps\[0\]\.set: `ops` is missing/],
+    ['an unknown op', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write, trim] }\n`, /^plan\.yaml:3:40: steps\[0\]\.set\.ops\[1\]: unknown operation "trim"/],
+    ['a bad device', `hosts: [a]\nsteps:\n  - set: { device: sda, ops: [write] }\n`, /^plan\.yaml:3:20: steps\[0\]\.set\.device: device "sda": give MAJ:MIN/],
+    ['a bad range', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], ranges: ["9-1"] }\n`, /^plan\.yaml:3:50: steps\[0\]\.set\.ranges\[0\]: bad range "9-1": start 9 > end 1/],
+    ['a bad probability', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], probability: 2 }\n`, /^plan\.yaml:3:54: steps\[0\]\.set\.probability: bad probability "2"/],
+    ['one device twice in a step', `hosts: [a]\nsteps:\n  - set: [{ device: "7:0", ops: [write] }, { device: "7:0", ops: [read] }]\n`, /^plan\.yaml:3:10: steps\[0\]\.set: device 7:0 is given twice/],
+    ['a bad host', `hosts: [a, "b:99999"]\n${step()}`, /^plan\.yaml:1:12: hosts\[1\]: host "b:99999": port must be 1-65535/],
+    ['a missing hosts file', `hostsFile: /nonexistent/fleet.txt\n${step()}`, /^plan\.yaml:1:12: hostsFile: cannot read hosts file/],
+    ['a bad host count', `hosts: [a]\nsteps:\n  - { hosts: 0, set: { device: "7:0", ops: [write] } }\n`, /^plan\.yaml:3:14: steps\[0\]\.hosts: "0" is not a count/],
+    ['a percentage over 100', `hosts: [a]\nsteps:\n  - { hosts: "101%", set: { device: "7:0", ops: [write] } }\n`, /^plan\.yaml:3:14: steps\[0\]\.hosts: "101%"/],
+    ['more hosts than the plan has', `hosts: [a, b]\nsteps:\n  - { hosts: 3, set: { device: "7:0", ops: [write] } }\n`, /^plan\.yaml:3:14: step "step 1" wants 3 hosts; the plan has 2/],
+    ['two steps of one name', `hosts: [a]\nsteps:\n  - { name: x, set: { device: "7:0", ops: [write] } }\n  - { name: x, set: { device: "7:0", ops: [write] } }\n`, /^plan\.yaml:4:5: steps\[1\]: name "x" is also the name of steps\[0\]/],
+    ['a bad cleanup', `hosts: [a]\n${step()}cleanup: later\n`, /^plan\.yaml:5:10: cleanup: "later" is neither delete nor keep/],
+    ['a duplicate key', `hosts: [a]\nhosts: [b]\n${step()}`, /^plan\.yaml:2:1: Map keys must be unique/],
+    ['broken YAML', `hosts: [a\nsteps: x\n`, /^plan\.yaml:\d+:\d+: /],
+    ['two documents', `hosts: [a]\n---\n${step()}`, /^plan\.yaml:2:1: Source contains multiple documents/],
+    ['a key without a value', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write] }\n    hold:\n`, /^plan\.yaml:4:5: steps\[0\]\.hold: no value given/],
+    ['a list where a mapping belongs', `hosts: [a]\nsteps:\n  - [1, 2]\n`, /^plan\.yaml:3:5: steps\[0\]: expected a mapping/],
+  ])('%s', (_what, text, re) => refuse(text, re));
+
+  test("a step's TTL shorter than what is left of the plan, at its own position; exactly that is accepted", () => {
+    const text = (ttl: string) => `hosts: [a]
+steps:
+  - name: one
+    set: { device: "7:0", ops: [write], ttl: ${ttl} }
+    hold: 1m
+  - name: two
+    set: { device: "7:0", ops: [write] }
+    hold: 2m
+`;
+    const need = schedule(parsePlan(text('1h'), 'plan.yaml'), opts).steps[0].ttlMs;
+    expect(need).toBeGreaterThan(180_000); // at least both holds
+    refuse(text(`${need - 1000}ms`), /^plan\.yaml:4:46: ttl \d+m\d+s of step "one" is shorter than what is left of the plan from that step \(up to \d+m\d+s/);
+    refuse(text('2m59s'), /^plan\.yaml:4:46: ttl 2m59s of step "one"/);
+    expect(schedule(parsePlan(text(`${need}ms`), 'plan.yaml'), opts).steps[0].requests[0].ttlMs).toBe(need);
+  });
+
+  test('no host anywhere', () => refuse(step(), /^plan\.yaml: no host: give hosts or hostsFile in the plan, or --host\/--hosts-file/));
+});
