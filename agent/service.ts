@@ -20,9 +20,10 @@ import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
 import { fromNative, invalid, precondition } from './errors';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
-import { modeFromWire, modeToWire, opToWire } from '../proto/names';
+import { modeFromWire, modeToWire } from '../proto/names';
 import { deleteTarget, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
+import { attachState, deviceRef, filterOf, limitsOf } from './wire';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
 export interface KernelApi {
@@ -57,13 +58,14 @@ export class IoFilterCore {
 
   /** Probes, then adopts existing pins or attaches as configured. Never throws for a kernel that lacks a mode. */
   async start(): Promise<void> {
+    // one agent per pin dir, for as long as it runs: taken first, so a second agent
+    // exits at once (EBUSY names the pin dir and the holder's pid)
+    this.pinLock = this.kernel.lock(this.cfg.pinDir);
     this.extents = protectedExtents(this.ownFiles, this.cfg.protect.allow);
     for (const x of this.extents) this.log.info({ device: x.device, reason: x.reason }, 'protected device');
     this.caps = await this.kernel.probe();
     for (const m of this.caps.modes)
       this.log.info({ mode: m.mode, available: m.available, hook: m.hook, reason: m.reason || undefined }, 'capability');
-    // one agent per pin dir, for as long as it runs (EBUSY names the holder)
-    this.pinLock = this.kernel.lock(this.cfg.pinDir);
     const adopted = await this.kernel.adopt(this.pinLock).catch((e) => {
       this.attachError = `cannot adopt pins in ${this.cfg.pinDir}: ${e.message}`;
       this.log.error({ err: e.message }, 'adopting pins failed');
@@ -78,6 +80,7 @@ export class IoFilterCore {
         this.log.info({ mode: this.filterer.state.mode, hook: this.filterer.state.hook }, 'attached');
       } catch (e) {
         this.attachError = (e as Error).message;
+        this.noteAttachFailure(e);
         this.log.warn({ err: this.attachError }, `not attached: attach mode ${this.cfg.attach} failed; serving unattached (Attach can retry)`);
       }
     }
@@ -109,6 +112,13 @@ export class IoFilterCore {
     }).catch((e) => this.log.error({ err: e.message }, 'reaping expired filters failed'));
   }
 
+  /** A mode that failed to attach (a dead hook found by the self-test, say) is unavailable, with that reason. */
+  private noteAttachFailure(e: unknown): void {
+    const reasons = (e as { reasons?: Record<string, string> }).reasons ?? {};
+    for (const m of this.caps?.modes ?? [])
+      if (reasons[m.mode]) Object.assign(m, { available: false, reason: reasons[m.mode] });
+  }
+
   private attached(): native.Filterer {
     if (!this.filterer)
       throw precondition(`not attached${this.attachError ? ` (${this.attachError})` : ''}: call Attach first`);
@@ -116,18 +126,7 @@ export class IoFilterCore {
   }
 
   private state(): AttachState {
-    const s = this.filterer?.state;
-    if (!s) return { attached: false, mode: 'MODE_UNSPECIFIED', pinDir: this.cfg.pinDir };
-    return {
-      attached: true,
-      mode: modeToWire(s.mode),
-      pinDir: s.pinDir,
-      hook: s.hook,
-      progIds: s.progIds,
-      linkIds: s.linkIds,
-      adopted: s.adopted,
-      maxDisks: s.maxDisks,
-    };
+    return attachState(this.filterer, this.cfg.pinDir);
   }
 
   attach(req: AttachRequest__Output): Promise<AttachState> {
@@ -141,6 +140,7 @@ export class IoFilterCore {
         if (!this.pinLock) throw precondition('the agent is stopping');
         this.filterer = await this.kernel.attach({ mode, lock: this.pinLock, maxDisks: this.cfg.maxDisks });
       } catch (e) {
+        this.noteAttachFailure(e);
         throw fromNative(e, `attach ${mode}`);
       }
       this.attachError = '';
@@ -215,7 +215,7 @@ export class IoFilterCore {
       const device = { major: nums.major, minor: nums.minor };
       const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
       const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
-      return { existed: removed > 0, removed, device: dev ? this.ref(dev) : device };
+      return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };
     });
   }
 
@@ -236,67 +236,35 @@ export class IoFilterCore {
 
 
   async status(): Promise<StatusResponse> {
-    const filters = this.filterer ? this.filterer.listFilters().map((f) => this.toFilter(f)) : [];
+    const f = this.filterer;
     const caps = this.caps;
+    const counters = f?.counters();
     return {
       kernelRelease: caps?.kernelRelease ?? os.release(),
       btf: caps?.btf ?? false,
       lockdown: caps?.lockdown ?? 'unknown',
       capabilities: (caps?.modes ?? []).map((m) => ({ mode: modeToWire(m.mode), available: m.available, hook: m.hook, reason: m.reason })),
       state: this.state(),
-      filters,
+      filters: f ? f.listFilters().map((x) => this.toFilter(x)) : [],
       agentVersion: version,
       uptimeMs: String(Date.now() - this.startedAt),
       hostname: os.hostname(),
-      limits: {
-        maxRangesPerDisk: this.kernel.limits().maxRanges,
-        maxFiltersPerDisk: this.kernel.limits().maxFilters,
-        maxTtlMs: String(this.cfg.ttl.maxMs),
-        defaultTtlMs: String(this.cfg.ttl.defaultMs),
-        allowNoTtl: this.cfg.ttl.allowNoTtl,
-      },
-      attachError: this.filterer ? '' : this.attachError,
+      limits: limitsOf(this.kernel.limits(), this.cfg.ttl),
+      attachError: f ? '' : this.attachError,
       features: caps?.features,
-    };
-  }
-
-  private ref(d: DeviceInfo): DeviceRef {
-    return {
-      major: d.major,
-      minor: d.minor,
-      name: d.name,
-      diskName: d.disk.name,
-      partition: d.partition,
-      sizeSectors: String(d.size),
-      startSector: String(d.start),
+      truncatedIos: String(counters?.truncatedIos ?? 0n),
+      eventsLost: String(counters?.eventsLost ?? 0n),
     };
   }
 
   private toFilter(f: native.FilterInfo, dev?: DeviceInfo): Filter {
     let ref: DeviceRef;
     try {
-      ref = this.ref(dev ?? resolveDevice(`${f.device.major}:${f.device.minor}`, this.sysfs));
+      ref = deviceRef(dev ?? resolveDevice(`${f.device.major}:${f.device.minor}`, this.sysfs));
     } catch {
       // the device went away (e.g. a detached loop device); the filter is still there
       ref = { major: f.device.major, minor: f.device.minor, sizeSectors: String(f.size), startSector: String(f.offset) };
     }
-    return {
-      device: ref,
-      wholeDevice: f.whole,
-      ranges: f.ranges.map((r) => ({
-        start: String(r.start),
-        end: String(r.end),
-        ops: r.ops.map(opToWire),
-        matched: String(r.matched),
-        failed: String(r.failed),
-      })),
-      hasExpiry: f.remainingMs !== null,
-      remainingMs: String(f.remainingMs ?? 0),
-      probability: f.probability,
-      maxFailures: String(f.maxFailures),
-      failures: String(f.failures),
-      id: f.id,
-      cgroup: f.cgroup ? { id: String(f.cgroup.id), path: f.meta.cgroupPath ?? '', fromPid: f.meta.fromPid ?? 0 } : null,
-    };
+    return filterOf(f, ref);
   }
 }

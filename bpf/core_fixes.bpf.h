@@ -216,13 +216,15 @@ static __always_inline int iof_cgroup_under(struct cgroup *cg, __u64 id, __u32 l
 		return 0;
 	if (bpf_core_field_exists(cg->ancestors)) {
 		bpf_probe_read_kernel(&anc, sizeof(anc),
-				      (void *)cg + bpf_core_field_offset(cg->ancestors) + level * sizeof(void *));
+				      (void *)cg + bpf_core_field_offset(cg->ancestors) +
+					  level * sizeof(void *));
 		anc_id = BPF_CORE_READ(anc, kn, id);
 	} else {
 		struct cgroup___old *old = (void *)cg;
 
 		bpf_probe_read_kernel(&anc_id, sizeof(anc_id),
-				      (void *)cg + bpf_core_field_offset(old->ancestor_ids) + level * sizeof(__u64));
+				      (void *)cg + bpf_core_field_offset(old->ancestor_ids) +
+					  level * sizeof(__u64));
 	}
 	return anc_id == id;
 }
@@ -267,7 +269,8 @@ static __always_inline int iof_locate_disk(struct bio *bio, struct iof_io *io, c
 	return 1;
 }
 
-static __always_inline int iof_locate_rest(struct bio *bio, struct iof_io *io, const int probe, int remapped_bit)
+static __always_inline int iof_locate_rest(struct bio *bio, struct iof_io *io, const int probe,
+					   int remapped_bit)
 {
 	__u64 sector = IOF_RD(probe, &bio->bi_iter, bi_sector);
 
@@ -281,7 +284,8 @@ static __always_inline int iof_locate_rest(struct bio *bio, struct iof_io *io, c
 		io->dev.major = dev >> 20;
 		io->dev.minor = dev & 0xfffff;
 		io->dev_offset = IOF_RD(probe, bdev, bd_start_sect);
-		if (remapped_bit < 0 || !(IOF_RD(probe, bio, bi_flags) & (1u << (remapped_bit & 15))))
+		if (remapped_bit < 0 ||
+		    !(IOF_RD(probe, bio, bi_flags) & (1u << (remapped_bit & 15))))
 			sector += io->dev_offset;
 	} else {
 		struct bio___old *ob = (void *)bio;
@@ -299,7 +303,8 @@ static __always_inline int iof_locate_rest(struct bio *bio, struct iof_io *io, c
 			if (!tbl)
 				return 0;
 			bpf_probe_read_kernel(&part, sizeof(part),
-					      (void *)tbl + bpf_core_field_offset(tbl->part) + partno * sizeof(void *));
+					      (void *)tbl + bpf_core_field_offset(tbl->part) +
+						  partno * sizeof(void *));
 			if (!part)
 				return 0;
 			io->dev_offset = BPF_CORE_READ(part, start_sect);

@@ -35,7 +35,8 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 4096); /* every size here is set by user space before load */
 	__type(key, __u32);
-	__type(value, __u64); /* entry slot + 1 in the low 32 bits (array values are 8-byte strided) */
+	__type(value,
+	       __u64); /* entry slot + 1 in the low 32 bits (array values are 8-byte strided) */
 } iof_index SEC(".maps");
 
 struct {
@@ -130,7 +131,8 @@ static __always_inline const struct iof_entry *iof_lookup(const struct iof_dev *
 		slot = iof_elem(&iof_index, b);
 		if (!slot)
 			return NULL;
-		v = (__u32)*(volatile __u64 *)slot; /* one read: user space switches it under us */
+		v = (__u32) *
+		    (volatile __u64 *)slot; /* one read: user space switches it under us */
 		if (v == IOF_INDEX_EMPTY)
 			return NULL;
 		if (v == IOF_INDEX_TOMB)
@@ -144,8 +146,8 @@ static __always_inline const struct iof_entry *iof_lookup(const struct iof_dev *
 	return NULL;
 }
 
-static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter *f, struct iof_fstats *fs,
-				     __u32 range_index, __u32 outcome)
+static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter *f,
+				     struct iof_fstats *fs, __u32 range_index, __u32 outcome)
 {
 	struct iof_state *st;
 	struct iof_event *ev;
@@ -262,7 +264,8 @@ __attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase)
  * already judged) is skipped, so one bio is drawn and counted once. Returns
  * IOF_FAIL to fail the bio (observe: would fail).
  */
-static __always_inline int iof_apply(struct bio *bio, const int probe, const int dedupe, const int enforce)
+static __always_inline int iof_apply(struct bio *bio, const int probe, const int dedupe,
+				     const int enforce)
 {
 	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
 	const struct iof_entry *e;
@@ -292,7 +295,8 @@ static __always_inline int iof_apply(struct bio *bio, const int probe, const int
 		return IOF_NO_MATCH;
 	s->io.bio = (__u64)bio;
 	last = s->io.nr_sectors ? s->io.sector + s->io.nr_sectors - 1 : s->io.sector;
-	if (dedupe && bio_chain_bit >= 0 && (IOF_RD(probe, bio, bi_flags) & (1u << (bio_chain_bit & 15)))) {
+	if (dedupe && bio_chain_bit >= 0 &&
+	    (IOF_RD(probe, bio, bi_flags) & (1u << (bio_chain_bit & 15)))) {
 		seen = bpf_map_lookup_elem(&iof_seen, &key);
 		if (seen && seen->disk.major == disk.major && seen->disk.minor == disk.minor &&
 		    seen->first < s->io.sector && seen->last == last)

@@ -81,8 +81,8 @@ struct iof_node {
 struct iof_layer {
 	__u32 range_off; /* first range in iof_ranges */
 	__u32 nr_ranges;
-	__u32 node_off;  /* first node in iof_nodes; levels stored root first */
-	__u32 nr_levels; /* 1..IOF_MAX_LEVELS */
+	__u32 node_off;                  /* first node in iof_nodes; levels stored root first */
+	__u32 nr_levels;                 /* 1..IOF_MAX_LEVELS */
 	__u32 level_off[IOF_MAX_LEVELS]; /* first node of each level, relative to node_off */
 	__u32 _pad;
 };
@@ -127,9 +127,9 @@ struct iof_fstats {
 	__u64 tickets;       /* max-failures tickets taken (atomic fetch-add) */
 	__u64 flush_matched; /* empty flushes matched by device (counted on its flush ranges) */
 	__u64 flush_failed;
-	__u64 ev_window;     /* rate limit: start of the current one-second window, ns */
-	__u64 ev_count;      /* events emitted in that window */
-	__u64 ev_dropped;    /* events over the rate limit or without ring buffer room */
+	__u64 ev_window;  /* rate limit: start of the current one-second window, ns */
+	__u64 ev_count;   /* events emitted in that window */
+	__u64 ev_dropped; /* events over the rate limit or without ring buffer room */
 };
 
 /* What user space remembers of a filter for Status; the program never reads it. */
@@ -185,14 +185,14 @@ struct iof_seen {
 
 /* One bio, normalised to its whole disk: what the match rule judges. */
 struct iof_io {
-	struct iof_dev disk;  /* whole disk */
-	struct iof_dev dev;   /* device the bio was sent to (a partition or the disk) */
-	__u64 sector;         /* absolute whole-disk sector */
-	__u64 dev_offset;     /* dev's first sector on the disk */
-	__u32 nr_sectors;     /* 0: zero-length bio (e.g. an empty flush) */
-	__u32 ops;            /* IOF_OP_* carried by this bio */
-	__u64 bio;            /* the environment's handle on the bio */
-	__u64 cg;             /* the environment's handle on the bio's cgroup, 0 until looked up */
+	struct iof_dev disk; /* whole disk */
+	struct iof_dev dev;  /* device the bio was sent to (a partition or the disk) */
+	__u64 sector;        /* absolute whole-disk sector */
+	__u64 dev_offset;    /* dev's first sector on the disk */
+	__u32 nr_sectors;    /* 0: zero-length bio (e.g. an empty flush) */
+	__u32 ops;           /* IOF_OP_* carried by this bio */
+	__u64 bio;           /* the environment's handle on the bio */
+	__u64 cg;            /* the environment's handle on the bio's cgroup, 0 until looked up */
 };
 
 /* Per-bio working state of one judgement. */
@@ -204,7 +204,7 @@ struct iof_judge {
 	__u32 matched;     /* filters the bio matched */
 	__u32 first_range; /* the first matched range's index in its filter (events) */
 	__s32 first_filter;
-	__s32 fail;        /* the filter that fails the bio, or -1 */
+	__s32 fail; /* the filter that fails the bio, or -1 */
 	__u32 truncated;
 	__u32 _pad;
 };

@@ -44,7 +44,8 @@ static __always_inline int iof_same_dev(const struct iof_dev *a, const struct io
 	return a->major == b->major && a->minor == b->minor;
 }
 
-static __always_inline int iof_live(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j, __u32 fi)
+static __always_inline int iof_live(const struct iof_entry *e, struct iof_io *io,
+				    struct iof_judge *j, __u32 fi)
 {
 	const struct iof_filter *f;
 	__u32 bit = 1u << fi;
@@ -87,8 +88,9 @@ static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 se
 		n = IOF_NODE(l->node_off + l->level_off[h] + k);
 		if (!n)
 			return l->nr_ranges;
-		c = iof_lt(n->key[0], sector) + iof_lt(n->key[1], sector) + iof_lt(n->key[2], sector) +
-		    iof_lt(n->key[3], sector) + iof_lt(n->key[4], sector) + iof_lt(n->key[5], sector) +
+		c = iof_lt(n->key[0], sector) + iof_lt(n->key[1], sector) +
+		    iof_lt(n->key[2], sector) + iof_lt(n->key[3], sector) +
+		    iof_lt(n->key[4], sector) + iof_lt(n->key[5], sector) +
 		    iof_lt(n->key[6], sector) + iof_lt(n->key[7], sector);
 		if (h + 1 == l->nr_levels)
 			return k * IOF_NODE_KEYS + c;
@@ -101,8 +103,8 @@ static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 se
  * The ranges of one layer that the bio overlaps. Phase 0 counts `matched` and which
  * filters matched; phase 1 counts `failed` on the failing filter's ranges.
  */
-static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j,
-				     const struct iof_layer *l, int phase)
+static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *io,
+				     struct iof_judge *j, const struct iof_layer *l, int phase)
 {
 	const struct iof_range *r;
 	struct iof_counter *c;
@@ -125,7 +127,8 @@ static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *i
 			if (c)
 				IOF_ADD(&c->failed, 1);
 			if (j->first_filter != j->fail) {
-				j->first_filter = j->fail; /* events name the failing filter's first range */
+				j->first_filter =
+				    j->fail; /* events name the failing filter's first range */
 				j->first_range = r->index;
 			}
 			continue;
@@ -150,7 +153,8 @@ static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *i
 }
 
 /* A zero-length bio carrying a flush: filters with a flush range, by device. */
-static __always_inline void iof_empty_flush(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j)
+static __always_inline void iof_empty_flush(const struct iof_entry *e, struct iof_io *io,
+					    struct iof_judge *j)
 {
 	const struct iof_filter *f;
 	struct iof_fstats *fs;
@@ -228,7 +232,8 @@ static __always_inline void iof_decide(const struct iof_entry *e, struct iof_jud
  * IOF_NO_MATCH, IOF_SPARED or IOF_FAIL. `j` is the caller's, zeroed. `enforce` only
  * picks the event outcome.
  */
-static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *io, struct iof_judge *j, int enforce)
+static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *io,
+				     struct iof_judge *j, int enforce)
 {
 	const struct iof_filter *f;
 	struct iof_fstats *fs;
@@ -279,7 +284,8 @@ static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *i
 		if (f->events_per_sec) {
 			fs = IOF_FSTATS(f->stats);
 			if (fs)
-				IOF_EMIT(io, f, fs, j->first_range, enforce ? IOF_OUTCOME_FAILED : IOF_OUTCOME_WOULD_FAIL);
+				IOF_EMIT(io, f, fs, j->first_range,
+					 enforce ? IOF_OUTCOME_FAILED : IOF_OUTCOME_WOULD_FAIL);
 		}
 		return IOF_FAIL;
 	}
@@ -295,7 +301,8 @@ static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *i
 			continue;
 		fs = IOF_FSTATS(f->stats);
 		if (fs)
-			IOF_EMIT(io, f, fs, (__s32)fi == j->first_filter ? j->first_range : 0, IOF_OUTCOME_SPARED);
+			IOF_EMIT(io, f, fs, (__s32)fi == j->first_filter ? j->first_range : 0,
+				 IOF_OUTCOME_SPARED);
 		break;
 	}
 	return IOF_SPARED;

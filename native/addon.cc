@@ -37,7 +37,8 @@ public:
   using Work = std::function<void()>;
   using Done = std::function<Napi::Value(Napi::Env)>;
   Worker(Napi::Env env, Work work, Done done)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
+        done_(std::move(done)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
 protected:
@@ -91,7 +92,8 @@ public:
   PinLock(const Napi::CallbackInfo &info) : Napi::ObjectWrap<PinLock>(info) {
     guard(info.Env(), [&] {
       lock_ = std::make_unique<iof::PinDirLock>(js::str(info[0], "pinDir"));
-      info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("pinDir", info[0], napi_enumerable));
+      info.This().As<Napi::Object>().DefineProperty(
+          Napi::PropertyDescriptor::Value("pinDir", info[0], napi_enumerable));
       return info.Env().Undefined();
     });
   }
@@ -110,14 +112,14 @@ private:
 class Filterer : public Napi::ObjectWrap<Filterer> {
 public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Filterer",
-                       {InstanceMethod<&Filterer::Put>("putFilter"), InstanceMethod<&Filterer::Get>("getFilter"),
-                        InstanceMethod<&Filterer::Delete>("deleteFilter"), InstanceMethod<&Filterer::Clear>("clearFilters"),
-                        InstanceMethod<&Filterer::List>("listFilters"), InstanceMethod<&Filterer::Reap>("reapExpired"),
-                        InstanceMethod<&Filterer::Stats>("programStats"), InstanceMethod<&Filterer::Counters>("counters"),
-                        InstanceMethod<&Filterer::StartEvents>("startEvents"),
-                        InstanceMethod<&Filterer::StopEvents>("stopEvents"), InstanceMethod<&Filterer::Detach>("detach"),
-                        InstanceMethod<&Filterer::Close>("close")});
+    return DefineClass(
+        env, "Filterer",
+        {InstanceMethod<&Filterer::Put>("putFilter"), InstanceMethod<&Filterer::Get>("getFilter"),
+         InstanceMethod<&Filterer::Delete>("deleteFilter"), InstanceMethod<&Filterer::Clear>("clearFilters"),
+         InstanceMethod<&Filterer::List>("listFilters"), InstanceMethod<&Filterer::Reap>("reapExpired"),
+         InstanceMethod<&Filterer::Stats>("programStats"), InstanceMethod<&Filterer::Counters>("counters"),
+         InstanceMethod<&Filterer::StartEvents>("startEvents"), InstanceMethod<&Filterer::StopEvents>("stopEvents"),
+         InstanceMethod<&Filterer::Detach>("detach"), InstanceMethod<&Filterer::Close>("close")});
   }
 
   Filterer(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Filterer>(info) {
@@ -141,8 +143,8 @@ public:
     };
     st.Set("progIds", ids({p.prog_id}));
     st.Set("linkIds", p.link_id ? ids({p.link_id}) : Napi::Array::New(env));
-    st.Set("mapIds", ids({p.index.id, p.entries.id, p.ranges.id, p.nodes.id, p.counters.id, p.fstats.id, p.meta.id, p.state.id,
-                          p.seen.id, p.events.id}));
+    st.Set("mapIds", ids({p.index.id, p.entries.id, p.ranges.id, p.nodes.id, p.counters.id, p.fstats.id, p.meta.id,
+                          p.state.id, p.seen.id, p.events.id}));
     st.Set("maxDisks", p.sizes.max_disks);
     st.Set("selfTest", js::self_test(env, a_->self_test));
     info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("state", st, napi_enumerable));
@@ -172,7 +174,8 @@ private:
     });
   }
   Napi::Value Delete(const Napi::CallbackInfo &info) {
-    return guard(info.Env(), [&] { return Napi::Number::New(info.Env(), table(info.Env()).remove(js::filter_key(info[0]))); });
+    return guard(info.Env(),
+                 [&] { return Napi::Number::New(info.Env(), table(info.Env()).remove(js::filter_key(info[0]))); });
   }
   Napi::Value Clear(const Napi::CallbackInfo &info) {
     return guard(info.Env(), [&] { return Napi::Number::New(info.Env(), table(info.Env()).clear()); });
@@ -209,7 +212,8 @@ private:
       auto o = Napi::Object::New(env);
       o.Set("progId", pi.id);
       o.Set("name", std::string(pi.name));
-      o.Set("recursionMisses", a_->facts.recursion_misses ? Napi::BigInt::New(env, uint64_t(pi.recursion_misses)) : env.Null());
+      o.Set("recursionMisses",
+            a_->facts.recursion_misses ? Napi::BigInt::New(env, uint64_t(pi.recursion_misses)) : env.Null());
       o.Set("runCount", Napi::BigInt::New(env, uint64_t(pi.run_cnt)));
       arr.Set(uint32_t(0), o);
     }
@@ -268,7 +272,8 @@ private:
     stop_events();
     // the worker owns the program from here on; this handle is closed at once
     std::shared_ptr<iof::Attached> a(a_.release());
-    return run(env, [a] { iof::detach(*a); }, [](Napi::Env env) { return env.Undefined(); });
+    return run(
+        env, [a] { iof::detach(*a); }, [](Napi::Env env) { return env.Undefined(); });
   }
   Napi::Value Close(const Napi::CallbackInfo &info) {
     stop_events();
@@ -320,7 +325,9 @@ public:
 private:
   Napi::FunctionReference filterer_, lock_, empty_;
 
-  Napi::Value wrap(Napi::Env env, iof::Attached *a) { return filterer_.New({Napi::External<iof::Attached>::New(env, a)}); }
+  Napi::Value wrap(Napi::Env env, iof::Attached *a) {
+    return filterer_.New({Napi::External<iof::Attached>::New(env, a)});
+  }
 
   iof::PinDirLock &lock_of(const Napi::Value &v) {
     if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(lock_.Value()))
@@ -333,7 +340,8 @@ private:
 
   Napi::Value Probe(const Napi::CallbackInfo &info) {
     auto caps = std::make_shared<iof::Caps>();
-    return run(info.Env(), [caps] { *caps = iof::probe(); }, [caps](Napi::Env env) { return js::caps(env, *caps); });
+    return run(
+        info.Env(), [caps] { *caps = iof::probe(); }, [caps](Napi::Env env) { return js::caps(env, *caps); });
   }
 
   Napi::Value Lock(const Napi::CallbackInfo &info) { return lock_.New({info[0]}); }
@@ -351,8 +359,9 @@ private:
         opts.self_test = o.Get("selfTest").ToBoolean();
       iof::PinDirLock *lock = &lock_of(o.Get("lock"));
       auto out = std::make_shared<iof::Attached>();
-      return run(info.Env(), [=] { *out = iof::attach(opts, *lock); },
-                 [this, out](Napi::Env env) { return wrap(env, new iof::Attached(std::move(*out))); });
+      return run(
+          info.Env(), [=] { *out = iof::attach(opts, *lock); },
+          [this, out](Napi::Env env) { return wrap(env, new iof::Attached(std::move(*out))); });
     });
   }
 
@@ -360,10 +369,11 @@ private:
     return guard(info.Env(), [&]() -> Napi::Value {
       iof::PinDirLock *lock = &lock_of(info[0]);
       auto out = std::make_shared<iof::Attached>();
-      return run(info.Env(), [=] { *out = iof::adopt(*lock); },
-                 [this, out](Napi::Env env) -> Napi::Value {
-                   return out->pinned ? wrap(env, new iof::Attached(std::move(*out))) : env.Null();
-                 });
+      return run(
+          info.Env(), [=] { *out = iof::adopt(*lock); },
+          [this, out](Napi::Env env) -> Napi::Value {
+            return out->pinned ? wrap(env, new iof::Attached(std::move(*out))) : env.Null();
+          });
     });
   }
 
@@ -371,10 +381,11 @@ private:
     return guard(info.Env(), [&]() -> Napi::Value {
       std::string hook = js::str(info[0], "hook");
       auto out = std::make_shared<std::unique_ptr<iof::EmptyProg>>();
-      return run(info.Env(), [=] { *out = iof::attach_empty(hook); },
-                 [this, out](Napi::Env env) -> Napi::Value {
-                   return empty_.New({Napi::External<iof::EmptyProg>::New(env, out->release())});
-                 });
+      return run(
+          info.Env(), [=] { *out = iof::attach_empty(hook); },
+          [this, out](Napi::Env env) -> Napi::Value {
+            return empty_.New({Napi::External<iof::EmptyProg>::New(env, out->release())});
+          });
     });
   }
 
@@ -382,8 +393,8 @@ private:
     return guard(info.Env(), [&]() -> Napi::Value {
       std::string path = js::str(info[0], "path");
       auto out = std::make_shared<iof::FileExtents>();
-      return run(info.Env(), [=] { *out = iof::file_extents(path); },
-                 [out](Napi::Env env) { return js::extents(env, *out); });
+      return run(
+          info.Env(), [=] { *out = iof::file_extents(path); }, [out](Napi::Env env) { return js::extents(env, *out); });
     });
   }
 };

@@ -39,7 +39,8 @@ uint64_t u64(const Napi::Value &v, const std::string &what) {
   if (v.IsNumber()) {
     double d = v.As<Napi::Number>().DoubleValue();
     if (std::isnan(d) || d < 0 || d != std::floor(d) || d > 9007199254740991.0)
-      range_error(what + " must be a non-negative safe integer or a bigint, got " + std::to_string(d), "ERR_OUT_OF_RANGE");
+      range_error(what + " must be a non-negative safe integer or a bigint, got " + std::to_string(d),
+                  "ERR_OUT_OF_RANGE");
     return uint64_t(d);
   }
   type_error(what + " must be a bigint or a number");
@@ -67,8 +68,11 @@ iof_dev dev(const Napi::Value &v, const std::string &what) {
   return {u32(o.Get("major"), what + ".major", UINT32_MAX), u32(o.Get("minor"), what + ".minor", UINT32_MAX)};
 }
 
-static const std::pair<uint32_t, const char *> OPS[] = {
-    {IOF_OP_READ, "read"}, {IOF_OP_WRITE, "write"}, {IOF_OP_FLUSH, "flush"}, {IOF_OP_DISCARD, "discard"}, {IOF_OP_WRITE_ZEROES, "write_zeroes"}};
+static const std::pair<uint32_t, const char *> OPS[] = {{IOF_OP_READ, "read"},
+                                                        {IOF_OP_WRITE, "write"},
+                                                        {IOF_OP_FLUSH, "flush"},
+                                                        {IOF_OP_DISCARD, "discard"},
+                                                        {IOF_OP_WRITE_ZEROES, "write_zeroes"}};
 
 static uint32_t ops(const Napi::Value &v, const std::string &what) {
   if (!v.IsArray())
@@ -119,7 +123,8 @@ FilterSpec filter_spec(const Napi::Value &v) {
     if (!r.IsObject())
       type_error(at + " must be an object {start, end, ops}");
     auto ro = r.As<Napi::Object>();
-    s.ranges.push_back({u64(ro.Get("start"), at + ".start"), u64(ro.Get("end"), at + ".end"), ops(ro.Get("ops"), at + ".ops")});
+    s.ranges.push_back(
+        {u64(ro.Get("start"), at + ".start"), u64(ro.Get("end"), at + ".end"), ops(ro.Get("ops"), at + ".ops")});
   }
   if (!o.Get("wholeOps").IsUndefined())
     s.whole_ops = ops(o.Get("wholeOps"), "wholeOps");
@@ -319,11 +324,16 @@ Napi::Value self_test(Napi::Env env, const std::optional<SelfTestResult> &s) {
 
 Napi::Value extents(Napi::Env env, const FileExtents &x) {
   static const std::pair<uint32_t, const char *> flags[] = {
-      {FIEMAP_EXTENT_LAST, "last"},           {FIEMAP_EXTENT_UNKNOWN, "unknown"},
-      {FIEMAP_EXTENT_DELALLOC, "delalloc"},   {FIEMAP_EXTENT_ENCODED, "encoded"},
-      {FIEMAP_EXTENT_DATA_ENCRYPTED, "encrypted"}, {FIEMAP_EXTENT_NOT_ALIGNED, "not_aligned"},
-      {FIEMAP_EXTENT_DATA_INLINE, "inline"},  {FIEMAP_EXTENT_DATA_TAIL, "tail"},
-      {FIEMAP_EXTENT_UNWRITTEN, "unwritten"}, {FIEMAP_EXTENT_MERGED, "merged"},
+      {FIEMAP_EXTENT_LAST, "last"},
+      {FIEMAP_EXTENT_UNKNOWN, "unknown"},
+      {FIEMAP_EXTENT_DELALLOC, "delalloc"},
+      {FIEMAP_EXTENT_ENCODED, "encoded"},
+      {FIEMAP_EXTENT_DATA_ENCRYPTED, "encrypted"},
+      {FIEMAP_EXTENT_NOT_ALIGNED, "not_aligned"},
+      {FIEMAP_EXTENT_DATA_INLINE, "inline"},
+      {FIEMAP_EXTENT_DATA_TAIL, "tail"},
+      {FIEMAP_EXTENT_UNWRITTEN, "unwritten"},
+      {FIEMAP_EXTENT_MERGED, "merged"},
       {FIEMAP_EXTENT_SHARED, "shared"},
   };
   auto o = Napi::Object::New(env);

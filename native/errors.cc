@@ -17,10 +17,10 @@ namespace iof {
 
 std::string errname(int err) {
   static const std::map<int, const char *> names = {
-      {EPERM, "EPERM"},   {ENOENT, "ENOENT"},   {EINVAL, "EINVAL"},   {ENOSPC, "ENOSPC"},   {E2BIG, "E2BIG"},
-      {ENOMEM, "ENOMEM"}, {EACCES, "EACCES"},   {EEXIST, "EEXIST"},   {EBUSY, "EBUSY"},     {ENOTSUP, "ENOTSUP"},
-      {ESRCH, "ESRCH"},   {EBADF, "EBADF"},     {ENODEV, "ENODEV"},   {ENOTDIR, "ENOTDIR"}, {EFAULT, "EFAULT"},
-      {ENOSYS, "ENOSYS"}, {ERANGE, "ERANGE"},   {EAGAIN, "EAGAIN"},   {EIO, "EIO"},         {ENXIO, "ENXIO"},
+      {EPERM, "EPERM"},   {ENOENT, "ENOENT"},       {EINVAL, "EINVAL"}, {ENOSPC, "ENOSPC"},   {E2BIG, "E2BIG"},
+      {ENOMEM, "ENOMEM"}, {EACCES, "EACCES"},       {EEXIST, "EEXIST"}, {EBUSY, "EBUSY"},     {ENOTSUP, "ENOTSUP"},
+      {ESRCH, "ESRCH"},   {EBADF, "EBADF"},         {ENODEV, "ENODEV"}, {ENOTDIR, "ENOTDIR"}, {EFAULT, "EFAULT"},
+      {ENOSYS, "ENOSYS"}, {ERANGE, "ERANGE"},       {EAGAIN, "EAGAIN"}, {EIO, "EIO"},         {ENXIO, "ENXIO"},
       {ENOTTY, "ENOTTY"}, {ENOTEMPTY, "ENOTEMPTY"}, {524, "ENOTSUPP"},
   };
   auto it = names.find(err);

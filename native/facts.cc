@@ -71,7 +71,10 @@ static std::string lockdown(const std::map<std::string, std::string> &cfg) {
   if (a != std::string::npos && b != std::string::npos)
     return s.substr(a + 1, b - a - 1);
   // securityfs not mounted: the build-time policy still tells
-  auto on = [&](const char *k) { auto it = cfg.find(k); return it != cfg.end() && it->second == "y"; };
+  auto on = [&](const char *k) {
+    auto it = cfg.find(k);
+    return it != cfg.end() && it->second == "y";
+  };
   if (on("CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY"))
     return "confidentiality";
   if (on("CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY"))
@@ -125,10 +128,10 @@ static int tp_args(const struct btf *btf, const char *tp) {
 // Whether the verifier takes an atomic fetch-add (5.12+, commit 5ca419f2864a).
 static bool probe_fetch_atomics() {
   struct bpf_insn insns[] = {
-      {BPF_ST | BPF_MEM | BPF_DW, BPF_REG_10, 0, -8, 0},                       // *(u64 *)(r10 - 8) = 0
-      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, 1},                       // r1 = 1
+      {BPF_ST | BPF_MEM | BPF_DW, BPF_REG_10, 0, -8, 0},                               // *(u64 *)(r10 - 8) = 0
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, 1},                               // r1 = 1
       {BPF_STX | BPF_ATOMIC | BPF_DW, BPF_REG_10, BPF_REG_1, -8, BPF_ADD | BPF_FETCH}, // r1 = atomic_fetch_add(...)
-      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},                       // r0 = 0
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},                               // r0 = 0
       {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
   };
   int fd = bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, nullptr, "GPL", insns, sizeof(insns) / sizeof(insns[0]), nullptr);

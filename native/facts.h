@@ -11,7 +11,7 @@ namespace iof {
 
 struct KernelFacts {
   std::string release;
-  int version = 0; // major * 1000 + minor, e.g. 6001 for 6.1.x
+  int version = 0;                           // major * 1000 + minor, e.g. 6001 for 6.1.x
   std::map<std::string, std::string> config; // CONFIG_* of the running kernel, if readable
   std::string lockdown;                      // none, integrity, confidentiality, unknown
   bool btf = false;
@@ -26,7 +26,7 @@ struct KernelFacts {
   int cpus = 1;
   std::vector<std::string> notes;
 
-  bool config_off(const char *opt) const; // known and not set
+  bool config_off(const char *opt) const;     // known and not set
   bool config_missing(const char *opt) const; // config known, option not =y/=m
 };
 

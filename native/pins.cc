@@ -12,8 +12,8 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -28,7 +28,8 @@ extern "C" {
 
 namespace iof {
 
-const char *const MAP_PINS[] = {"index", "entries", "ranges", "nodes", "counters", "fstats", "meta", "state", "seen", "events", nullptr};
+const char *const MAP_PINS[] = {"index", "entries", "ranges", "nodes",  "counters", "fstats",
+                                "meta",  "state",   "seen",   "events", nullptr};
 
 // ---- the lock -----------------------------------------------------------------
 
@@ -148,8 +149,10 @@ void Pinned::close() {
 }
 
 static MapView *view(Pinned &p, const char *name) {
-  static const char *const order[] = {"index", "entries", "ranges", "nodes", "counters", "fstats", "meta", "state", "seen", "events"};
-  MapView *views[] = {&p.index, &p.entries, &p.ranges, &p.nodes, &p.counters, &p.fstats, &p.meta, &p.state, &p.seen, &p.events};
+  static const char *const order[] = {"index",  "entries", "ranges", "nodes", "counters",
+                                      "fstats", "meta",    "state",  "seen",  "events"};
+  MapView *views[] = {&p.index,  &p.entries, &p.ranges, &p.nodes, &p.counters,
+                      &p.fstats, &p.meta,    &p.state,  &p.seen,  &p.events};
   for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
     if (!strcmp(order[i], name))
       return views[i];
@@ -281,7 +284,9 @@ std::unique_ptr<Pinned> pin(std::unique_ptr<Loaded> l, PinDirLock &lock, const S
     if (strcmp(p->mode.c_str(), "kprobe") != 0)
       fail(err, "pinning " + dir + "/" + link_name);
     p->pinned = false;
-    open_maps(*p, [&](const char *n) { return dup(bpf_map__fd(bpf_object__find_map_by_name(obj, (std::string("iof_") + n).c_str()))); });
+    open_maps(*p, [&](const char *n) {
+      return dup(bpf_map__fd(bpf_object__find_map_by_name(obj, (std::string("iof_") + n).c_str())));
+    });
     p->prog_fd = dup(bpf_program__fd(bpf_object__find_program_by_name(obj, p->prog.c_str())));
     bpf_prog_info pi = {};
     uint32_t len = sizeof(pi);

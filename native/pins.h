@@ -36,7 +36,8 @@ struct MapView {
   void *mem = nullptr;
   size_t len = 0;
   template <typename T> T *at(uint32_t i) const {
-    return i < max_entries ? reinterpret_cast<T *>(static_cast<char *>(mem) + size_t(i) * ((value_size + 7) & ~7u)) : nullptr;
+    return i < max_entries ? reinterpret_cast<T *>(static_cast<char *>(mem) + size_t(i) * ((value_size + 7) & ~7u))
+                           : nullptr;
   }
   void close();
 };

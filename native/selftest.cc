@@ -85,9 +85,9 @@ void make_scratch(Scratch &s) {
 
 SelfTestResult self_test(Table &t, bool enforcing) {
   SelfTestResult r;
-  r.at_unix_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count());
+  r.at_unix_ms = uint64_t(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
   Scratch s;
   try {
     make_scratch(s);
@@ -129,7 +129,8 @@ SelfTestResult self_test(Table &t, bool enforcing) {
   std::string what = "one O_DIRECT read of 4 KiB from scratch " + s.path + " (" + std::to_string(s.dev.major) + ":" +
                      std::to_string(s.dev.minor) + ") under a private read filter: ";
   std::string seen = (n < 0 ? "error " + errname(err) : "read " + std::to_string(n) + " bytes") + ", counted " +
-                     std::to_string(matched) + " matched, " + std::to_string(failed) + (enforcing ? " failed" : " would fail");
+                     std::to_string(matched) + " matched, " + std::to_string(failed) +
+                     (enforcing ? " failed" : " would fail");
   if (enforcing)
     r.passed = n < 0 && err == EIO && failed >= 1;
   else

@@ -62,8 +62,12 @@ static std::string devstr(iof_dev d) { return std::to_string(d.major) + ":" + st
 static bool same(iof_dev a, iof_dev b) { return a.major == b.major && a.minor == b.minor; }
 
 static uint64_t *index_word(Pinned &p, uint32_t b) { return p.index.at<uint64_t>(b); }
-static uint32_t index_load(Pinned &p, uint32_t b) { return uint32_t(__atomic_load_n(index_word(p, b), __ATOMIC_ACQUIRE)); }
-static void index_store(Pinned &p, uint32_t b, uint32_t v) { __atomic_store_n(index_word(p, b), uint64_t(v), __ATOMIC_RELEASE); }
+static uint32_t index_load(Pinned &p, uint32_t b) {
+  return uint32_t(__atomic_load_n(index_word(p, b), __ATOMIC_ACQUIRE));
+}
+static void index_store(Pinned &p, uint32_t b, uint32_t v) {
+  __atomic_store_n(index_word(p, b), uint64_t(v), __ATOMIC_RELEASE);
+}
 
 Table::Table(Pinned &p, const KernelFacts &k)
     : p_(p), fetch_atomics_(k.fetch_atomics), release_(k.release), timed_grace_(!k.membarrier || k.cpus < 2),
@@ -300,7 +304,8 @@ std::vector<Table::Composed> Table::decompose(const iof_entry &e) {
       if (const iof_range *r = p_.ranges.at<iof_range>(e.layers[li].range_off + i); r && r->filter < out.size())
         out[r->filter].ranges.push_back(*r);
   for (Composed &c : out)
-    std::sort(c.ranges.begin(), c.ranges.end(), [](const iof_range &a, const iof_range &b) { return a.index < b.index; });
+    std::sort(c.ranges.begin(), c.ranges.end(),
+              [](const iof_range &a, const iof_range &b) { return a.index < b.index; });
   return out;
 }
 
@@ -336,8 +341,8 @@ void Table::publish(const iof_dev &disk, std::vector<Composed> filters, std::uni
     uint32_t old = index_load(p_, uint32_t(b)) - 1;
     index_store(p_, uint32_t(b), IOF_INDEX_TOMB);
     // a tombstone followed by an empty bucket ends no probe chain: make it empty
-    for (uint32_t x = uint32_t(b); index_load(p_, x) == IOF_INDEX_TOMB && index_load(p_, (x + 1) & mask) == IOF_INDEX_EMPTY;
-         x = (x - 1) & mask)
+    for (uint32_t x = uint32_t(b);
+         index_load(p_, x) == IOF_INDEX_TOMB && index_load(p_, (x + 1) & mask) == IOF_INDEX_EMPTY; x = (x - 1) & mask)
       index_store(p_, x, IOF_INDEX_EMPTY);
     __atomic_fetch_sub(&st->nr_disks, 1, __ATOMIC_RELEASE);
     retire_entry(*p_.entries.at<iof_entry>(old), old);
@@ -363,8 +368,9 @@ void Table::publish(const iof_dev &disk, std::vector<Composed> filters, std::uni
         fresh = (h + i) & mask;
     }
     if (fresh < 0)
-      exhausted("the disk index has no room near disk " + devstr(disk) + "'s hash (" + std::to_string(p_.index.max_entries) +
-                " buckets for maxDisks " + std::to_string(p_.sizes.max_disks) + ")");
+      exhausted("the disk index has no room near disk " + devstr(disk) + "'s hash (" +
+                std::to_string(p_.index.max_entries) + " buckets for maxDisks " + std::to_string(p_.sizes.max_disks) +
+                ")");
   }
   uint32_t slot = with_retry(lk, [&] { return take_slot(free_entries_, "disk entries (maxDisks)"); });
   uint32_t roff, noff;
@@ -421,9 +427,10 @@ FilterInfo Table::put(const FilterSpec &s) {
   if (!(s.probability > 0 && s.probability <= 1))
     range_error("probability must be in (0, 1], got " + std::to_string(s.probability));
   if (s.max_failures && !fetch_atomics_)
-    throw Error("ENOTSUP", ENOTSUP,
-                "max_failures needs BPF atomic fetch-add (Linux 5.12+) to count exactly under concurrency; this kernel is " +
-                    release_ + ": not supported here");
+    throw Error(
+        "ENOTSUP", ENOTSUP,
+        "max_failures needs BPF atomic fetch-add (Linux 5.12+) to count exactly under concurrency; this kernel is " +
+            release_ + ": not supported here");
   if (s.cgroup.id && s.cgroup.level > 255)
     range_error("cgroup level " + std::to_string(s.cgroup.level) + " is deeper than cgroup v2 allows");
   if (s.events_per_sec > 1000000)
@@ -436,7 +443,9 @@ FilterInfo Table::put(const FilterSpec &s) {
     ranges.push_back({0, s.size - 1, s.whole_ops});
   }
   if (ranges.size() > IOF_MAX_RANGES)
-    range_error("too many ranges: " + std::to_string(ranges.size()) + ", limit " + std::to_string(IOF_MAX_RANGES) + " per filter", "E2BIG");
+    range_error("too many ranges: " + std::to_string(ranges.size()) + ", limit " + std::to_string(IOF_MAX_RANGES) +
+                    " per filter",
+                "E2BIG");
   uint32_t any_flush = 0;
   for (size_t i = 0; i < ranges.size(); i++) {
     const RangeSpec &r = ranges[i];

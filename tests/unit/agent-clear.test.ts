@@ -39,7 +39,7 @@ test('every filter (disk and partition) is gone in one call; a second call remov
 
   expect(await client.clearFilters()).toEqual({ removed: 2 });
   expect((await client.status()).filters).toEqual([]);
-  expect(kernel.filterer!.filters.size).toBe(0);
+  expect(kernel.filterer!.filters).toHaveLength(0);
   expect(await client.clearFilters()).toEqual({ removed: 0 });
 
   const audit = fs.readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));

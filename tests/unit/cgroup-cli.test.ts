@@ -65,7 +65,7 @@ describe('usage errors: exit 1, nothing sent, message on stderr', () => {
     [['delete', '--id', '4294967296'], /bad --id "4294967296": must be at most 4294967295/],
     [['delete', '7:0', '--all-scopes', '--cgroup', '/a'], /either a scope .* or --all-scopes, not both/],
     [['delete', '7:0', '--cgroup-id', '1', '--pid', '2'], /give at most one of/],
-    [['delete', 'sda', '--all-scopes'], /device "sda": give MAJ:MIN/],
+    [['delete', 'sda', '--all-scopes'], /device "sda" is neither MAJ:MIN \(e.g. 259:2\) nor a \/dev path/],
   ])('%j', async (argv, msg) => {
     const io = capture();
     expect(await runCli([...H, ...argv], io)).toBe(1);

@@ -128,7 +128,7 @@ describe('refused, with file:line:col', () => {
     ['a step without set', `hosts: [a]\nsteps:\n  - hold: 1m\n`, /^plan\.yaml:3:5: steps\[0\]: `set` is missing/],
     ['a filter without ops', `hosts: [a]\nsteps:\n  - set: { device: "7:0" }\n`, /^plan\.yaml:3:10: steps\[0\]\.set: `ops` is missing/],
     ['an unknown op', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write, trim] }\n`, /^plan\.yaml:3:40: steps\[0\]\.set\.ops\[1\]: unknown operation "trim"/],
-    ['a bad device', `hosts: [a]\nsteps:\n  - set: { device: sda, ops: [write] }\n`, /^plan\.yaml:3:20: steps\[0\]\.set\.device: device "sda": give MAJ:MIN/],
+    ['a bad device', `hosts: [a]\nsteps:\n  - set: { device: sda, ops: [write] }\n`, /^plan\.yaml:3:20: steps\[0\]\.set\.device: device "sda" is neither MAJ:MIN \(e\.g\. 259:2\) nor a \/dev path/],
     ['a bad range', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], ranges: ["9-1"] }\n`, /^plan\.yaml:3:50: steps\[0\]\.set\.ranges\[0\]: bad range "9-1": start 9 > end 1/],
     ['a bad probability', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], probability: 2 }\n`, /^plan\.yaml:3:54: steps\[0\]\.set\.probability: bad probability "2"/],
     ['one device twice in a step', `hosts: [a]\nsteps:\n  - set: [{ device: "7:0", ops: [write] }, { device: "7:0", ops: [read] }]\n`, /^plan\.yaml:3:10: steps\[0\]\.set: device 7:0 is given twice/],

@@ -1,0 +1,85 @@
+// Native values as the wire has them: the attach state (with the self-test and each
+// program's recursion misses), a filter with its counters and scope, devices, limits.
+import type * as native from '../native';
+import type { AttachState } from '../proto/gen/iofilter/v1/AttachState';
+import type { DeviceRef } from '../proto/gen/iofilter/v1/DeviceRef';
+import type { Filter } from '../proto/gen/iofilter/v1/Filter';
+import type { Limits } from '../proto/gen/iofilter/v1/Limits';
+import { modeToWire, opToWire } from '../proto/names';
+import type { AgentConfig } from './config';
+import type { DeviceInfo } from './devices';
+
+export function attachState(f: native.Filterer | null, pinDir: string): AttachState {
+  const s = f?.state;
+  if (!f || !s) return { attached: false, mode: 'MODE_UNSPECIFIED', pinDir };
+  return {
+    attached: true,
+    mode: modeToWire(s.mode),
+    pinDir: s.pinDir,
+    hook: s.hook,
+    progIds: s.progIds,
+    linkIds: s.linkIds,
+    adopted: s.adopted,
+    maxDisks: s.maxDisks,
+    pinned: s.pinned,
+    selfTest: s.selfTest ? { passed: s.selfTest.passed, atUnixMs: String(s.selfTest.atUnixMs), detail: s.selfTest.detail } : null,
+    programs: f.programStats().map((p) => ({
+      progId: p.progId,
+      name: p.name,
+      ...(p.recursionMisses !== null && { recursionMisses: String(p.recursionMisses) }),
+      runCount: String(p.runCount),
+    })),
+  };
+}
+
+export function deviceRef(d: DeviceInfo): DeviceRef {
+  return {
+    major: d.major,
+    minor: d.minor,
+    name: d.name,
+    diskName: d.disk.name,
+    partition: d.partition,
+    sizeSectors: String(d.size),
+    startSector: String(d.start),
+  };
+}
+
+export function filterOf(f: native.FilterInfo, device: DeviceRef): Filter {
+  return {
+    device,
+    wholeDevice: f.whole,
+    ranges: f.ranges.map((r) => ({
+      start: String(r.start),
+      end: String(r.end),
+      ops: r.ops.map(opToWire),
+      matched: String(r.matched),
+      failed: String(r.failed),
+    })),
+    hasExpiry: f.remainingMs !== null,
+    remainingMs: String(f.remainingMs ?? 0),
+    probability: f.probability,
+    maxFailures: String(f.maxFailures),
+    failures: String(f.failures),
+    id: f.id,
+    file: f.meta.file ?? '',
+    cgroup: f.cgroup ? { id: String(f.cgroup.id), path: f.meta.cgroupPath ?? '', fromPid: f.meta.fromPid ?? 0 } : null,
+    matchedIos: String(f.matchedIos),
+    failedIos: String(f.failedIos),
+    eventsPerSecond: f.eventsPerSecond,
+    eventsSpared: f.eventsSpared,
+    eventsDropped: String(f.eventsDropped),
+  };
+}
+
+export function limitsOf(l: native.Limits, ttl: AgentConfig['ttl']): Limits {
+  return {
+    maxRangesPerDisk: l.maxRanges,
+    maxFiltersPerDisk: l.maxFilters,
+    maxRangesPerFilter: l.maxRangesPerFilter,
+    maxOverlap: l.maxOverlap,
+    maxRangesPerIo: l.maxRangesPerIo,
+    maxTtlMs: String(ttl.maxMs),
+    defaultTtlMs: String(ttl.defaultMs),
+    allowNoTtl: ttl.allowNoTtl,
+  };
+}
