@@ -9,11 +9,13 @@ import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
+import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, UsageError } from './args';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
 import { HostResult, runFleet } from './fleet';
 import { Colors, describeFilter, exitCode, hostLines, jsonLine, statusLines, summary } from './render';
+import { runWatch, watchRequest } from './watch';
 
 /** Where the CLI writes; injectable so runCli() is testable in-process. */
 export interface Io {
@@ -21,6 +23,8 @@ export interface Io {
   err: (s: string) => void;
   stdoutTty: boolean;
   stderrTty: boolean;
+  /** For `watch`: starts catching Ctrl-C, which aborts the returned signal. */
+  trapInterrupt?: () => AbortSignal;
 }
 
 export interface Options {
@@ -61,8 +65,9 @@ function readTls(flag: string, file: string): Buffer {
  * reading --hosts-file and the TLS files: no network. Throws UsageError or
  * CommanderError (already printed via io); null when --help/--version was served.
  */
-export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Options; plan: Plan } | null {
+export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Options; plan: Plan; watch?: WatchRequest } | null {
   let chosen: Plan | undefined;
+  let watch: WatchRequest | undefined;
   const program = new Command('iofilterctl')
     .description('Block-device fault injection across a fleet of iofilter agents')
     .usage('[--host H]... [--hosts-file F] [options] COMMAND')
@@ -145,6 +150,18 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     chosen = plan({ command: 'set', run: (c) => c.setFilter(req), render: (f) => [`set ${describeFilter(f)}`] });
   });
 
+  program
+    .command('watch')
+    .description('live stream of the I/O the filters match, merged across hosts, until Ctrl-C')
+    .option('--device <dev>', 'only I/O to DEV (MAJ:MIN or /dev path; a disk includes its partitions)')
+    .option('--outcome <outcome>', 'only failed | would-fail | spared; repeatable', (v: string, p: string[]) => [...p, v], [] as string[])
+    .option('--filter <id>', 'only events of this filter id')
+    .action((o: { device?: string; outcome: string[]; filter?: string }) => {
+      watch = watchRequest(o);
+      // streams are not one answer per host: runCli hands them to runWatch
+      chosen = plan({ command: 'watch', run: () => Promise.reject(new Error('watch streams: see runWatch')), render: () => [] });
+    });
+
   try {
     program.parse(argv, { from: 'user' });
   } catch (e) {
@@ -152,7 +169,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (e instanceof CommanderError && e.exitCode === 0) return null;
     throw e;
   }
-  if (!chosen) throw new UsageError('no command: attach, detach, status, delete DEV or set DEV (see --help)');
+  if (!chosen) throw new UsageError('no command: attach, detach, status, delete DEV, set DEV or watch (see --help)');
   const g = program.opts();
   const hosts = parseHosts(g.host, g.hostsFile);
   const timeoutMs = parseDuration(g.timeout, '--timeout');
@@ -163,7 +180,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   if (tlsGiven && tlsGiven < 3) throw new UsageError('TLS needs all of --tls-ca, --tls-cert and --tls-key');
   // read now so a missing file is a usage error, before any host is contacted
   if (tlsGiven) opts.tls = { ca: readTls('--tls-ca', g.tlsCa), cert: readTls('--tls-cert', g.tlsCert), key: readTls('--tls-key', g.tlsKey) };
-  return { hosts, opts, plan: chosen };
+  return { hosts, opts, plan: chosen, watch };
 }
 
 /** The whole CLI minus process wiring; resolves the exit code. */
@@ -178,6 +195,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   }
   if (!parsed) return 0;
   const { hosts, opts, plan: p } = parsed;
+  if (parsed.watch) return runWatch(hosts, opts, parsed.watch, io);
   const c = pc.createColors(io.stdoutTty && !opts.json);
   const bar =
     io.stderrTty && hosts.length > 5
@@ -212,15 +230,26 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
 }
 
 if (require.main === module) {
+  // ends `watch`: Ctrl-C, or the reader of stdout going away
+  const interrupt = new AbortController();
   // `iofilterctl ... | head`: a closed pipe ends the output, not the process with a stack trace
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
+    interrupt.abort();
   });
   runCli(process.argv.slice(2), {
     out: (s) => void process.stdout.write(s),
     err: (s) => void process.stderr.write(s),
     stdoutTty: !!process.stdout.isTTY,
     stderrTty: !!process.stderr.isTTY,
+    trapInterrupt: () => {
+      // the first Ctrl-C ends the streams cleanly; a second one does not wait
+      process.once('SIGINT', () => {
+        interrupt.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
+      return interrupt.signal;
+    },
   }).then(
     (code) => {
       process.exitCode = code;
