@@ -277,14 +277,17 @@ export class EventHub {
     }
   }
 
-  stats(): { watchers: number; queued: number; lostSlow: bigint; received: number } {
+  /** queued: events queued over all watchers; largestQueue: the longest one watcher has. */
+  stats(): { watchers: number; queued: number; largestQueue: number; lostSlow: bigint; received: number } {
     let queued = 0;
+    let largestQueue = 0;
     let lostSlow = this.lostSlowGone;
     for (const w of this.watchers) {
       queued += w.queued;
+      largestQueue = Math.max(largestQueue, w.queued);
       lostSlow += w.lostSlow;
     }
-    return { watchers: this.watchers.size, queued, lostSlow, received: this.received };
+    return { watchers: this.watchers.size, queued, largestQueue, lostSlow, received: this.received };
   }
 
   /** Agent shutdown: stop the source and end every stream. */
