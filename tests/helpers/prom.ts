@@ -1,6 +1,8 @@
 // Scraping an agent's /metrics in tests: GET over HTTP and a parser of the Prometheus
-// text format into samples ({name, labels, value}) with a lookup by name and labels.
+// text format into samples ({name, labels, value}) with a lookup by name and labels,
+// and the check that a scrape says what a Status says.
 import * as http from 'node:http';
+import type { StatusResponse__Output } from '../../proto/gen/iofilter/v1/StatusResponse';
 
 export interface Sample {
   name: string;
@@ -52,4 +54,25 @@ export class Metrics {
     if (found.length !== 1) throw new Error(`${found.length} samples of ${name} ${JSON.stringify(labels)}`);
     return found[0].value;
   }
+}
+
+/** Every per-range and per-filter figure of a Status, looked up in a scrape. */
+export function expectScrapeEqualsStatus(m: Metrics, st: StatusResponse__Output): void {
+  let ranges = 0;
+  for (const f of st.filters) {
+    const dev = `${f.device!.major}:${f.device!.minor}`;
+    const fl = { filter_id: String(f.id), dev, device: f.device!.name || dev };
+    f.ranges.forEach((r, i) => {
+      const rl = { ...fl, range: String(i), sectors: `${r.start}-${r.end}` };
+      expect([m.value('iofilter_range_matched_total', rl), m.value('iofilter_range_failed_total', rl)]).toEqual([Number(r.matched), Number(r.failed)]);
+      ranges++;
+    });
+    expect(m.value('iofilter_filter_matched_ios_total', fl)).toBe(Number(f.matchedIos));
+    expect(m.value('iofilter_filter_failed_ios_total', fl)).toBe(Number(f.failedIos));
+    expect(m.value('iofilter_filter_events_dropped_total', fl)).toBe(Number(f.eventsDropped));
+  }
+  // and nothing else: no series of a filter or range Status does not have
+  expect(m.all('iofilter_range_matched_total')).toHaveLength(ranges);
+  expect(m.all('iofilter_range_failed_total')).toHaveLength(ranges);
+  expect(m.all('iofilter_filter_matched_ios_total')).toHaveLength(st.filters.length);
 }

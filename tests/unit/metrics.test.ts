@@ -12,7 +12,7 @@ import { Agent, createAgent } from '../../agent/server';
 import { IoFilterClient } from '../../client';
 import type { StatusResponse } from '../../proto/gen/iofilter/v1/StatusResponse';
 import { fakeKernel, fakeSysfs } from '../helpers/fake-kernel';
-import { get, Metrics, parseMetrics, scrape } from '../helpers/prom';
+import { expectScrapeEqualsStatus, get, Metrics, parseMetrics, scrape } from '../helpers/prom';
 import { until } from '../helpers/wait';
 
 const sysfs = fakeSysfs();
@@ -30,27 +30,6 @@ afterAll(async () => {
   await agent.stop(1000);
   fs.rmSync(sysfs, { recursive: true, force: true });
 });
-
-/** Every per-range and per-filter figure of a Status, looked up in a scrape. */
-function expectScrapeEqualsStatus(m: Metrics, st: Awaited<ReturnType<IoFilterClient['status']>>) {
-  let ranges = 0;
-  for (const f of st.filters) {
-    const dev = `${f.device!.major}:${f.device!.minor}`;
-    const fl = { filter_id: String(f.id), dev, device: f.device!.name || dev };
-    f.ranges.forEach((r, i) => {
-      const rl = { ...fl, range: String(i), sectors: `${r.start}-${r.end}` };
-      expect([m.value('iofilter_range_matched_total', rl), m.value('iofilter_range_failed_total', rl)]).toEqual([Number(r.matched), Number(r.failed)]);
-      ranges++;
-    });
-    expect(m.value('iofilter_filter_matched_ios_total', fl)).toBe(Number(f.matchedIos));
-    expect(m.value('iofilter_filter_failed_ios_total', fl)).toBe(Number(f.failedIos));
-    expect(m.value('iofilter_filter_events_dropped_total', fl)).toBe(Number(f.eventsDropped));
-  }
-  // and nothing else: no series of a filter or range Status does not have
-  expect(m.all('iofilter_range_matched_total')).toHaveLength(ranges);
-  expect(m.all('iofilter_range_failed_total')).toHaveLength(ranges);
-  expect(m.all('iofilter_filter_matched_ios_total')).toHaveLength(st.filters.length);
-}
 
 test('per-range matched and failed, per-filter figures, filters in force and TTL equal Status', async () => {
   await client.setFilter({ device: '7:0', ranges: [{ start: 0, end: 99, ops: ['OP_WRITE'] }, { start: 1000, end: 1999, ops: ['OP_READ', 'OP_WRITE'] }], ttlMs: 600_000 });
