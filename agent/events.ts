@@ -192,11 +192,24 @@ export class EventHub {
     return this.attachedState;
   }
 
-  /** The program is attached; `source` delivers its events (null: this build cannot). */
+  /** Why events are not available while attached ('no-events'). */
+  unavailable = '';
+
+  /** The program is attached; `source` delivers its events (null: this build cannot). Never throws. */
   attach(source: EventSource | null): void {
     this.detach();
-    this.attachedState = source ? 'attached' : 'no-events';
-    if (source) this.stopSource = source((batch) => this.push(batch));
+    this.attachedState = 'no-events';
+    this.unavailable = "this agent's native binding does not deliver kernel events";
+    if (!source) return;
+    try {
+      this.stopSource = source((batch) => this.push(batch));
+      this.attachedState = 'attached';
+      this.unavailable = '';
+    } catch (e) {
+      // attaching must not fail because of events; Watch says why they are missing
+      this.unavailable = `kernel events cannot be read: ${(e as Error)?.message ?? String(e)}`;
+      this.opts.onError?.('starting the event source', e);
+    }
   }
 
   /** The program is gone. Watchers stay subscribed and see events again after a new attach. */

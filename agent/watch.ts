@@ -110,7 +110,7 @@ export function serveWatch(hub: EventHub, call: grpc.ServerWritableStream<WatchR
   try {
     const selector = compileSelector(call.request, sysfs);
     if (hub.state === 'detached') throw precondition('not attached: call Attach first (a Watch stream then survives Detach and a new Attach)');
-    if (hub.state === 'no-events') throw new RpcError(grpc.status.UNIMPLEMENTED, "this agent's native binding does not deliver kernel events");
+    if (hub.state === 'no-events') throw new RpcError(grpc.status.UNIMPLEMENTED, hub.unavailable);
     watcher = hub.subscribe(selector, {
       write: (m) => call.write(m),
       onDrain: (fn) => call.once('drain', fn),

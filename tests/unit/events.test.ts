@@ -261,6 +261,10 @@ test('attach starts the source, detach stops it, watchers survive a re-attach; c
   expect(s.ios).toHaveLength(3);
   h.attach(null);
   expect(h.state).toBe('no-events');
+  h.attach(() => {
+    throw new Error('ring buffer map missing');
+  });
+  expect([h.state, h.unavailable]).toEqual(['no-events', 'kernel events cannot be read: ring buffer map missing']);
   h.close();
   expect([s.closed, h.stats().watchers, h.state]).toEqual([true, 0, 'detached']);
 });
