@@ -71,9 +71,9 @@ d('metrics of a real agent on the host kernel', () => {
     const { st, m } = await consistent();
     expectScrapeEqualsStatus(m, st);
     // and the I/O above was really counted, so the comparison compared something
-    const byDev = (minor: number) => st.filters.find((f) => f.device?.minor === minor)!;
-    expect(byDev(disk.minor).ranges.map((r) => [r.matched, r.failed])).toEqual([['2', '2'], ['2', '2']]);
-    expect(byDev(p1.minor).ranges.map((r) => [r.matched, r.failed])).toEqual([['2', '2']]);
+    const byDev = (d: { major: number; minor: number }) => st.filters.find((f) => f.device?.major === d.major && f.device?.minor === d.minor)!;
+    expect(byDev(disk).ranges.map((r) => [r.matched, r.failed])).toEqual([['2', '2'], ['2', '2']]);
+    expect(byDev(p1).ranges.map((r) => [r.matched, r.failed])).toEqual([['2', '2']]);
 
     expect(m.value('iofilter_attached')).toBe(1);
     expect(m.value('iofilter_attach_mode', { mode: 'observe' })).toBe(1);
