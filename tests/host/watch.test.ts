@@ -172,7 +172,7 @@ d('Watch: kernel events from a real agent (observe mode)', () => {
     // every matched I/O was either delivered or counted as dropped
     const st = await until(async () => {
       const s = await filterOf(f.id);
-      return Number(s.matchedIos) >= n && w.ios.length + Number(s.eventsDropped) === Number(s.matchedIos) && s;
+      return Number(s.matchedIos) >= n && w.ios.length + Number(s.eventsDropped) === Number(s.matchedIos) ? s : null;
     }, 'events + drops to account for every matched I/O');
     // no more than the rate over the time the I/O took, plus a second's burst
     expect(w.ios.length).toBeLessThanOrEqual(rate * (seconds + 2));

@@ -7,17 +7,18 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import pc from 'picocolors';
 import pino from 'pino';
 import { resolveConfig } from '../../agent/config';
 import { Agent, createAgent } from '../../agent/server';
 import { Io, parseArgs, runCli } from '../../client/cli';
 import { eventLine, formatTime } from '../../client/watch';
 import type { KernelEvent } from '../../agent/events';
+import type { WatchEvent } from '../../proto/gen/iofilter/v1/WatchEvent';
 import { FakeFilterer, fakeKernel, fakeSysfs, kernelEvent } from '../helpers/fake-kernel';
 import { FakeAgent, startFakeAgent, stopFakeAgents } from '../helpers/fake-agent';
 import { freePort } from '../helpers/vm';
 import { until } from '../helpers/wait';
-import pc from 'picocolors';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'client', 'cli.js');
 const sysfs = fakeSysfs();
@@ -125,7 +126,7 @@ describe('against scripted agents', () => {
   });
 
   test('losses go to stderr with their reason and count in the summary; a stream the agent ends is reported; all ended: exit 0', async () => {
-    const io = { event: { io: { timeUnixNs: '1700000000123456789', device: { major: 8, minor: 0, name: 'sda' }, deviceSector: '8', nrSectors: 1, ops: ['OP_WRITE'], outcome: 'OUTCOME_FAILED', pid: 9, comm: 'x' } } };
+    const io: { event: WatchEvent } = { event: { io: { timeUnixNs: '1700000000123456789', device: { major: 8, minor: 0, name: 'sda' }, deviceSector: '8', nrSectors: 1, ops: ['OP_WRITE'], outcome: 'OUTCOME_FAILED', pid: 9, comm: 'x' } } };
     const f = await startFakeAgent({ watch: [io.event, { lost: { count: 40, reason: 'slow client' } }, io.event, { lost: { count: 2, reason: 'kernel rate limit' } }] });
     fakes.push(f);
     const out = capture();

@@ -215,7 +215,7 @@ describe('a stalled watcher', () => {
     }
     s.release();
     const lost: Record<string, number> = {};
-    for (const l of s.lost) lost[l.reason] = (lost[l.reason] ?? 0) + Number(l.count);
+    for (const l of s.lost) lost[l.reason!] = (lost[l.reason!] ?? 0) + Number(l.count);
     expect(lost).toEqual({ [LOST_SLOW]: 500 * 3 - 1 - 4, [LOST_RING]: 500, [LOST_RATE]: 1000 });
   });
 });
