@@ -20,6 +20,10 @@ export interface AgentConfig {
   ttl: { maxMs: number; defaultMs: number; allowNoTtl: boolean };
   auditLog?: string;
   maxMessageBytes: number;
+  /** Prometheus /metrics on this host:port (a bare port: 127.0.0.1). Unset: no metrics listener. */
+  metricsListen?: string;
+  /** Watch streams: events queued per watcher before its newest are dropped and counted; streams at once. */
+  watch: { queueEvents: number; maxWatchers: number };
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -33,6 +37,7 @@ export const DEFAULTS: AgentConfig = {
   protect: { allow: [] },
   ttl: { maxMs: 3_600_000, defaultMs: 3_600_000, allowNoTtl: false },
   maxMessageBytes: 1 << 20,
+  watch: { queueEvents: 1024, maxWatchers: 64 },
 };
 
 export class ConfigError extends Error {}
@@ -92,7 +97,20 @@ const SCHEMA = object({
   ttl: object({ maxMs: int(1, 365 * 86_400_000), defaultMs: int(1, 365 * 86_400_000), allowNoTtl: bool }),
   auditLog: str,
   maxMessageBytes: int(1024, 64 << 20),
+  metricsListen: (v, at) => metricsAddress(str(v, at), at),
+  watch: object({ queueEvents: int(1, 1 << 20), maxWatchers: int(1, 4096) }),
 });
+
+/**
+ * The metrics listener address: "9464" means 127.0.0.1:9464; "host:port" and
+ * "[v6]:port" as given. Port 0 picks a free one (tests).
+ */
+export function metricsAddress(v: string, at = 'metricsListen'): string {
+  const addr = /^\d+$/.test(v) ? `127.0.0.1:${v}` : v;
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d+)$/.exec(addr);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${at} "${v}" must be PORT, host:PORT or [ipv6]:PORT (port 0-65535)`);
+  return addr;
+}
 
 /** Validates a partial config (file or flags) and merges it over the defaults. */
 export function resolveConfig(...layers: Partial<AgentConfig>[]): AgentConfig {
@@ -104,6 +122,7 @@ export function resolveConfig(...layers: Partial<AgentConfig>[]): AgentConfig {
       ...clean,
       ttl: { ...cfg.ttl, ...(clean.ttl ?? {}) },
       protect: { ...cfg.protect, ...(clean.protect ?? {}) },
+      watch: { ...cfg.watch, ...(clean.watch ?? {}) },
     };
   }
   if (cfg.ttl.defaultMs > cfg.ttl.maxMs)

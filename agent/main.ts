@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     .option('--audit-log <file>', 'append one JSON line per mutating call here')
     .option('--max-ttl <ms>', 'longest TTL a filter may have (default 3600000)', int)
     .option('--allow-no-ttl', 'accept filters without a TTL (default: the default TTL is applied)')
+    .option('--metrics-listen <addr>', 'Prometheus /metrics on PORT (127.0.0.1), host:PORT or [v6]:PORT (default: off)')
     .parse();
   const o = program.opts();
 
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
       insecure: o.insecure,
       auditLog: o.auditLog,
       ttl: ttl ? ({ ...defaultMs, ...ttl } as AgentConfig['ttl']) : undefined,
+      metricsListen: o.metricsListen,
     });
   } catch (e) {
     if (e instanceof ConfigError) {

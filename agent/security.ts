@@ -8,7 +8,7 @@ import type { AgentConfig, Role } from './config';
 import { ConfigError } from './config';
 
 /** Methods a viewer may call; everything else needs an operator. */
-const VIEWER_METHODS = new Set(['Status']);
+const VIEWER_METHODS = new Set(['Status', 'Watch']);
 /** Methods that change state and so are audited. */
 export const MUTATIONS = new Set(['Attach', 'Detach', 'SetFilter', 'DeleteFilter', 'ClearFilters']);
 

@@ -14,12 +14,19 @@ import type { Logger } from './log';
 import { AuditLog, Authenticator, checkListen, MUTATIONS, serverCredentials } from './security';
 import type { CgroupResolver } from './cgroup';
 import { IoFilterCore, KernelApi } from './service';
+import { EventHub } from './events';
+import { AgentMetrics, MetricsServer, serveMetrics } from './metrics';
+import { DeviceNames, nativeEventSource, serveWatch, statusDrops, toIoEvent } from './watch';
 
 export interface Agent {
   core: IoFilterCore;
   server: grpc.Server;
   /** The bound address (with the real port when 0 was asked for). */
   address: string;
+  /** Fans kernel events out to Watch streams. */
+  hub: EventHub;
+  /** The bound /metrics address, when metricsListen is set. */
+  metricsAddress?: string;
   /** Graceful stop: tryShutdown, forceShutdown after `graceMs`; pinned filters stay. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -47,14 +54,20 @@ function summarize(msg: unknown): unknown {
   return s && s.length > 2048 ? `${s.slice(0, 2048)}... (${s.length} chars)` : msg;
 }
 
-function interceptor(auth: Authenticator, audit: AuditLog, log: Logger): grpc.ServerInterceptor {
+type RpcObserver = (method: string, code: string, seconds: number) => void;
+
+function interceptor(auth: Authenticator, audit: AuditLog, log: Logger, observe?: RpcObserver): grpc.ServerInterceptor {
   return (desc, call) => {
     const method = desc.path.split('/').pop() ?? desc.path;
     const started = process.hrtime.bigint();
     const caller = auth.identify(call);
     let request: unknown;
+    let finished = false;
     const finish = (code: grpc.status, details: string) => {
+      if (finished) return; // a cancelled stream may still try to send its status
+      finished = true;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      observe?.(method, grpc.status[code], ms / 1000);
       const line = { rpc: method, peer: caller.peer, identity: caller.identity, code: grpc.status[code], ms: Math.round(ms * 100) / 100 };
       if (code === grpc.status.OK) log.info(line, 'rpc');
       else log.warn({ ...line, details }, 'rpc');
@@ -77,6 +90,8 @@ function interceptor(auth: Authenticator, audit: AuditLog, log: Logger): grpc.Se
             }
             nextMsg(msg);
           },
+          // the client went away (a Watch stream ended by its client): no status is sent
+          onCancel: () => finish(grpc.status.CANCELLED, 'cancelled by the client'),
         }),
       sendStatus: (status, next) => {
         finish(status.code, status.details);
@@ -94,10 +109,11 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
   const audit = new AuditLog(cfg.auditLog);
   const ownFiles = [__dirname, process.execPath, ...(cfg.auditLog ? [cfg.auditLog] : [])];
   const core = new IoFilterCore(cfg, log, kernel, ownFiles, sysfs, cgroups);
+  const { hub, metrics } = eventsAndMetrics(cfg, core, log, sysfs);
   await core.start();
 
   const server = new grpc.Server({
-    interceptors: [interceptor(auth, audit, log)],
+    interceptors: [interceptor(auth, audit, log, metrics && ((m, c, s) => metrics.observeRpc(m, c, s)))],
     'grpc.max_receive_message_length': cfg.maxMessageBytes,
     'grpc.max_concurrent_streams': 256,
   });
@@ -109,7 +125,7 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     DeleteFilter: unary((req) => core.deleteFilter(req)),
     Status: unary(() => core.status()),
     ClearFilters: unary(() => core.clearFilters()),
-    Watch: (call) => call.destroy(new RpcError(grpc.status.UNIMPLEMENTED, 'Watch is not implemented yet')),
+    Watch: (call) => serveWatch(hub, call, sysfs),
   };
   server.addService(grpcObj.iofilter.v1.IoFilterService.service, handlers);
   new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' }).addToServer(server);
@@ -129,8 +145,20 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     address = cfg.listen.replace(/:\d+$/, `:${port}`);
   }
   log.info({ address, tls: !!cfg.tls, pinDir: cfg.pinDir }, 'serving');
+  let metricsServer: MetricsServer | undefined;
+  if (metrics && cfg.metricsListen) {
+    try {
+      metricsServer = await serveMetrics(cfg.metricsListen, metrics, log);
+    } catch (e) {
+      server.forceShutdown();
+      core.close();
+      throw new Error(`cannot serve metrics on ${cfg.metricsListen}: ${(e as Error).message}`);
+    }
+  }
 
   const stop = async (graceMs = 5000) => {
+    hub.close(); // Watch streams would otherwise hold tryShutdown for the whole grace period
+    await metricsServer?.close();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         log.warn({ graceMs }, 'calls still running after the grace period: forcing shutdown');
@@ -146,5 +174,21 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     audit.close();
     log.info({ filters: left, pinDir: cfg.pinDir }, left ? `stopped; ${left} pinned filter(s) stay in force (kernel-enforced TTLs still apply)` : 'stopped; no filters in force');
   };
-  return { core, server, address, stop };
+  return { core, server, address, hub, metricsAddress: metricsServer?.address, stop };
+}
+
+/** The Watch hub, following the attached handle, and the metrics registry when asked for. */
+function eventsAndMetrics(cfg: AgentConfig, core: IoFilterCore, log: Logger, sysfs?: string) {
+  const names = new DeviceNames(sysfs);
+  const hub = new EventHub({
+    ...cfg.watch,
+    toWire: (e) => toIoEvent(e, names),
+    drops: () => statusDrops(core, names),
+    onError: (what, e) => log.error({ err: (e as Error)?.message ?? String(e) }, `watch: ${what} failed`),
+  });
+  // the native ring-buffer reader runs while attached, watched or not, so the kernel
+  // never counts events as lost just because nobody was watching
+  core.onFilterer((f) => (f ? hub.attach(nativeEventSource(f)) : hub.detach()));
+  const metrics = cfg.metricsListen ? new AgentMetrics(() => core.status(), hub) : undefined;
+  return { hub, metrics };
 }

@@ -35,7 +35,8 @@ export interface KernelApi {
 }
 
 export class IoFilterCore {
-  private filterer: native.Filterer | null = null;
+  private handle: native.Filterer | null = null;
+  private readonly filtererListeners: ((f: native.Filterer | null) => void)[] = [];
   private caps: native.Capabilities | null = null;
   private attachError = '';
   private queue: Promise<unknown> = Promise.resolve();
@@ -55,6 +56,21 @@ export class IoFilterCore {
     /** Where cgroup scopes are resolved (tests point it at a fake tree). */
     private readonly cgroups = new CgroupResolver(),
   ) {}
+
+  // Every change of the attached handle is told to the listeners (Watch follows it).
+  private get filterer(): native.Filterer | null {
+    return this.handle;
+  }
+  private set filterer(f: native.Filterer | null) {
+    if (f === this.handle) return;
+    this.handle = f;
+    for (const fn of this.filtererListeners) fn(f);
+  }
+  /** Calls `fn` now with the current handle (null: not attached) and after every change. */
+  onFilterer(fn: (f: native.Filterer | null) => void): void {
+    this.filtererListeners.push(fn);
+    fn(this.handle);
+  }
 
   /** Probes, then adopts existing pins or attaches as configured. Never throws for a kernel that lacks a mode. */
   async start(): Promise<void> {

@@ -9,6 +9,7 @@ import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
+import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange } from './args';
 import { UsageError } from './errors';
 import type { IoFilterClient } from './client';
@@ -17,6 +18,7 @@ import { HostResult, runFleet } from './fleet';
 import { Colors, exitCode, hostLines, jsonLine, setLines, statusLines, summary } from './render';
 import { addScopeOptions, deletedText, deleteRequest, scopeFields } from './scope';
 import { RUN_HELP, runPlanCommand } from './run-view';
+import { runWatch, watchRequest } from './watch';
 
 /** Where the CLI writes; injectable so runCli() is testable in-process. */
 export interface Io {
@@ -24,6 +26,8 @@ export interface Io {
   err: (s: string) => void;
   stdoutTty: boolean;
   stderrTty: boolean;
+  /** For `watch`: starts catching Ctrl-C, which aborts the returned signal. */
+  trapInterrupt?: () => AbortSignal;
 }
 
 export interface Options {
@@ -71,9 +75,10 @@ function readTls(flag: string, file: string): Buffer {
  * reading --hosts-file and the TLS files: no network. Throws UsageError or
  * CommanderError (already printed via io); null when --help/--version was served.
  */
-export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Options; plan?: Plan; experiment?: RunArgs } | null {
+export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Options; plan?: Plan; experiment?: RunArgs; watch?: WatchRequest } | null {
   let chosen: Plan | undefined;
   let experiment: RunArgs | undefined;
+  let watch: WatchRequest | undefined;
   const program = new Command('iofilterctl')
     .description('Block-device fault injection across a fleet of iofilter agents')
     .usage('[--host H]... [--hosts-file F] [options] COMMAND')
@@ -172,6 +177,15 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .action((file: string, o: { dryRun?: boolean }) => {
       experiment = { file, dryRun: !!o.dryRun };
     });
+  program
+    .command('watch')
+    .description('live stream of the I/O the filters match, merged across hosts, until Ctrl-C')
+    .option('--device <dev>', 'only I/O to DEV (MAJ:MIN or /dev path; a disk includes its partitions)')
+    .option('--outcome <outcome>', 'only failed | would-fail | spared; repeatable', (v: string, p: string[]) => [...p, v], [] as string[])
+    .option('--filter <id>', 'only events of this filter id')
+    .action((o: { device?: string; outcome: string[]; filter?: string }) => {
+      watch = watchRequest(o);
+    });
 
   try {
     program.parse(argv, { from: 'user' });
@@ -180,7 +194,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (e instanceof CommanderError && e.exitCode === 0) return null;
     throw e;
   }
-  if (!chosen && !experiment) throw new UsageError('no command: attach, detach, status, delete DEV, set DEV, halt or run PLAN (see --help)');
+  if (!chosen && !experiment && !watch) throw new UsageError('no command: attach, detach, status, delete DEV, set DEV, halt, run PLAN or watch (see --help)');
   const g = program.opts();
   // a plan may name its own hosts
   const hosts = experiment && !g.host.length && !g.hostsFile ? [] : parseHosts(g.host, g.hostsFile);
@@ -192,7 +206,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   if (tlsGiven && tlsGiven < 3) throw new UsageError('TLS needs all of --tls-ca, --tls-cert and --tls-key');
   // read now so a missing file is a usage error, before any host is contacted
   if (tlsGiven) opts.tls = { ca: readTls('--tls-ca', g.tlsCa), cert: readTls('--tls-cert', g.tlsCert), key: readTls('--tls-key', g.tlsKey) };
-  return { hosts, opts, plan: chosen, experiment };
+  return { hosts, opts, plan: chosen, experiment, watch };
 }
 
 /** The whole CLI minus process wiring; resolves the exit code. */
@@ -207,6 +221,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   }
   if (!parsed) return 0;
   if (parsed.experiment) return runPlanCommand(parsed.experiment, parsed.hosts, parsed.opts, io);
+  if (parsed.watch) return runWatch(parsed.hosts, parsed.opts, parsed.watch, io);
   const { hosts, opts } = parsed;
   const p = parsed.plan!;
   const c = pc.createColors(io.stdoutTty && !opts.json);
@@ -243,15 +258,26 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
 }
 
 if (require.main === module) {
+  // ends `watch`: Ctrl-C, or the reader of stdout going away
+  const interrupt = new AbortController();
   // `iofilterctl ... | head`: a closed pipe ends the output, not the process with a stack trace
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
+    interrupt.abort();
   });
   runCli(process.argv.slice(2), {
     out: (s) => void process.stdout.write(s),
     err: (s) => void process.stderr.write(s),
     stdoutTty: !!process.stdout.isTTY,
     stderrTty: !!process.stderr.isTTY,
+    trapInterrupt: () => {
+      // the first Ctrl-C ends the streams cleanly; a second one does not wait
+      process.once('SIGINT', () => {
+        interrupt.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
+      return interrupt.signal;
+    },
   }).then(
     (code) => {
       process.exitCode = code;

@@ -12,6 +12,8 @@ import type { IoFilterServiceClient } from '../proto/gen/iofilter/v1/IoFilterSer
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { SetFilterResponse__Output } from '../proto/gen/iofilter/v1/SetFilterResponse';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
+import type { WatchEvent__Output } from '../proto/gen/iofilter/v1/WatchEvent';
+import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { AttachModeName, modeToWire } from '../proto/names';
 import { normalizeHost } from './hosts';
 
@@ -97,6 +99,13 @@ export class IoFilterClient {
   }
   status(): Promise<StatusResponse__Output> {
     return this.unary((cb) => this.stub.Status({}, this.opts(), cb));
+  }
+  /**
+   * Live events of the I/O the filters match. No deadline: the stream lasts until
+   * cancel() or the agent ends it. Its 'metadata' event means the agent accepted it.
+   */
+  watch(req: WatchRequest = {}): grpc.ClientReadableStream<WatchEvent__Output> {
+    return this.stub.Watch(req);
   }
   close(): void {
     this.stub.close();

@@ -62,3 +62,16 @@ export const outcomeWord = (o: Outcome__Output | string): string => OUTCOME_WORD
 /** 'would-fail' -> 'OUTCOME_WOULD_FAIL'. */
 export const outcomeFromWord = (w: string): Outcome__Output | undefined =>
   (Object.keys(OUTCOME_WORDS) as Outcome__Output[]).find((k) => k !== 'OUTCOME_UNSPECIFIED' && OUTCOME_WORDS[k] === w);
+
+/** Outcomes as the native binding's kernel events name them. */
+export type NativeOutcome = 'failed' | 'would_fail' | 'spared';
+const OUTCOME_WIRE: Record<NativeOutcome, Outcome__Output> = {
+  failed: 'OUTCOME_FAILED',
+  would_fail: 'OUTCOME_WOULD_FAIL',
+  spared: 'OUTCOME_SPARED',
+};
+const OUTCOME_FROM_WIRE: Record<string, NativeOutcome> = invert(OUTCOME_WIRE);
+/** 'would_fail' -> 'OUTCOME_WOULD_FAIL'. */
+export const outcomeToWire = (o: NativeOutcome): Outcome__Output => OUTCOME_WIRE[o];
+/** 'OUTCOME_WOULD_FAIL' -> 'would_fail'; undefined for anything else (OUTCOME_UNSPECIFIED, numbers, junk). */
+export const outcomeFromWire = (o: unknown): NativeOutcome | undefined => (typeof o === 'string' ? OUTCOME_FROM_WIRE[o] : undefined);

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../proto';
 import type { IoFilterServiceHandlers } from '../../proto/gen/iofilter/v1/IoFilterService';
 import type { StatusResponse } from '../../proto/gen/iofilter/v1/StatusResponse';
+import type { WatchEvent } from '../../proto/gen/iofilter/v1/WatchEvent';
 
 export type Behaviour = 'ok' | 'hang' | { code: grpc.status; details: string };
 
@@ -26,6 +27,8 @@ export interface FakeAgentOptions {
   delayMs?: number;
   /** Status to answer with; hostname defaults to the agent's address so answers can be told apart. */
   status?: Partial<StatusResponse>;
+  /** Watch: these messages, then the stream ends with OK. Unset: the stream stays open with nothing. */
+  watch?: WatchEvent[];
 }
 
 export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgent> {
@@ -68,7 +71,16 @@ export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgen
     })),
     DeleteFilter: handler('DeleteFilter', () => ({ existed: true, device: { major: 7, minor: 0, name: 'loop0' }, removed: 1 })),
     ClearFilters: handler('ClearFilters', () => ({ removed: 0 })),
-    Watch: (call) => call.end(),
+    Watch: (call) => {
+      agent.calls.set('Watch', (agent.calls.get('Watch') ?? 0) + 1);
+      agent.requests.push({ method: 'Watch', req: call.request });
+      if (behaviour === 'hang') return; // never answers, not even headers
+      if (behaviour !== 'ok') return void call.emit('error', { ...behaviour, message: behaviour.details });
+      call.sendMetadata(new grpc.Metadata());
+      if (!o.watch) return;
+      for (const m of o.watch) call.write(m);
+      call.end();
+    },
     Status: handler('Status', () => ({
       hostname: agent.address,
       kernelRelease: '6.1.0-fake',

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as native from '../../native';
 import type { KernelApi } from '../../agent/service';
+import type { KernelEvent } from '../../agent/events';
 
 const sameDev = (a: native.Device, b: native.Device) => a.major === b.major && a.minor === b.minor;
 
@@ -15,7 +16,6 @@ export class FakeFilterer implements native.Filterer {
   readonly specs: native.FilterSpec[] = [];
   puts = 0;
   private nextId = 1;
-  private onEvents?: (batch: native.KernelEvent[]) => void;
   constructor(readonly state: native.AttachState) {}
   putFilter(spec: native.FilterSpec): native.FilterInfo {
     this.puts++;
@@ -50,12 +50,32 @@ export class FakeFilterer implements native.Filterer {
   reapExpired() { return 0; } // the fake's filters never run down
   programStats() { return [{ progId: 1, name: 'iofilter_fake', recursionMisses: 0n, runCount: 0n }]; }
   counters() { return { truncatedIos: 0n, eventsLost: 0n }; }
-  startEvents(cb: (batch: native.KernelEvent[]) => void) { this.onEvents = cb; }
-  stopEvents() { this.onEvents = undefined; }
-  /** Delivers a batch as the native ring-buffer reader would. */
-  emit(batch: native.KernelEvent[]) { this.onEvents?.(batch); }
   async detach() { this.filters.splice(0); }
-  close() { this.stopEvents(); }
+
+  close() { this.onEvents = null; }
+
+  // The native event API (ring-buffer reader): tests push batches with emit().
+  private onEvents: ((batch: KernelEvent[]) => void) | null = null;
+  startEvents(cb: (batch: KernelEvent[]) => void) {
+    if (this.onEvents) throw new Error('startEvents: already started (one consumer per handle)');
+    this.onEvents = cb;
+  }
+  stopEvents() { this.onEvents = null; }
+  get eventsStarted() { return this.onEvents !== null; }
+  /** Delivers one batch as the native reader thread would; false if nobody has started events. */
+  emit(batch: KernelEvent[]): boolean {
+    this.onEvents?.(batch);
+    return this.onEvents !== null;
+  }
+}
+
+/** A kernel event with sensible defaults: a 4 KiB write to 7:0 at sector 100, would fail, filter 1 range 0. */
+export function kernelEvent(over: Partial<KernelEvent> = {}): KernelEvent {
+  return {
+    timeUnixNs: 1_700_000_000_123_456_789n, dev: { major: 7, minor: 0 }, disk: { major: 7, minor: 0 },
+    sector: 100n, devSector: 100n, nrSectors: 8, ops: ['write'], filterId: 1, rangeIndex: 0,
+    outcome: 'would_fail', pid: 4242, comm: 'dd', cgroupId: 77n, ...over,
+  };
 }
 
 export function fakeKernel(opts: { cgroups?: boolean } = {}): KernelApi & { filterer?: FakeFilterer } {

@@ -7,7 +7,6 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { freePort, ROOT } from './common';
 
-export { ROOT } from './common'; // tests/vm/e2e.test.ts still imports ROOT from here
 
 export interface ExecResult {
   code: number;

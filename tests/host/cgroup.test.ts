@@ -16,7 +16,7 @@ import { IoFilterClient } from '../../client';
 import { Io, runCli } from '../../client/cli';
 import { fakeKernel } from '../helpers/fake-kernel';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
-import { ROOT } from '../helpers/vm';
+import { ROOT } from '../helpers/common';
 
 const resolver = new CgroupResolver();
 const BUILT = path.join(ROOT, 'dist', 'agent', 'cgroup.js');

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { IoFilterClient } from '../../client';
 import type { StatusResponse__Output } from '../../proto/gen/iofilter/v1/StatusResponse';
-import { ROOT, Vm, vmUnavailableReason } from '../helpers/vm';
+import { ROOT } from '../helpers/common';
+import { Vm, vmUnavailableReason } from '../helpers/vm';
 
 const skipReason = vmUnavailableReason();
 if (skipReason) console.warn(`VM end-to-end tests skipped: ${skipReason}`);
