@@ -27,7 +27,6 @@
 const volatile __s32 bio_remapped_bit = -1; /* BIO_REMAPPED, an anonymous enum's value */
 const volatile __s32 bio_chain_bit = -1;    /* BIO_CHAIN */
 const volatile __u32 iof_index_mask = 0;    /* buckets of iof_index - 1 */
-const volatile __u8 iof_have_fetch = 0;     /* BPF atomic fetch-add (5.12+) */
 const volatile __u8 iof_test_dead = 0;      /* test-only: a hook that never fires */
 
 struct {
@@ -213,9 +212,14 @@ static __always_inline void iof_truncated(void)
 #define IOF_RANDOM_U32() bpf_get_prandom_u32()
 /* result unused: a plain atomic add, which every supported kernel verifies */
 #define IOF_ADD(p, v) __sync_fetch_and_add((p), (v))
-/* a fetch-add: dead code (never verified) where the kernel lacks it, see iof_have_fetch */
-#define IOF_HAVE_FETCH (iof_have_fetch)
+/* the fetch-add (5.12+) exists only in the object for kernels that verify it */
+#ifdef IOF_NO_FETCH
+#define IOF_HAVE_FETCH 0
+#define IOF_FETCH_ADD(p, v) 0
+#else
+#define IOF_HAVE_FETCH 1
 #define IOF_FETCH_ADD(p, v) __sync_fetch_and_add((p), (v))
+#endif
 #define IOF_CGROUP_MATCH(io, f) iof_cgroup_match((io), (f))
 #define IOF_EMIT(io, f, fs, ri, oc) iof_emit((io), (f), (fs), (ri), (oc))
 #define IOF_TRUNCATED() iof_truncated()

@@ -14,6 +14,7 @@ extern "C" {
 #include <bpf/libbpf.h>
 #include "empty.skel.h"
 #include "iofilter.skel.h"
+#include "iofilter_nofetch.skel.h"
 }
 
 namespace iof {
@@ -62,7 +63,8 @@ uint32_t Sizes::filter_slots() const { return 2 * max_filters + 4; }
 
 Loaded::~Loaded() {
   bpf_link__destroy(link);
-  iofilter_bpf__destroy(skel);
+  if (destroy)
+    destroy(skel);
 }
 
 // The last non-empty lines of a verifier log: what a user on an unknown kernel needs.
@@ -120,31 +122,43 @@ bpf_link *load_attach_one(bpf_object *obj, const char *prog, const std::string &
   return link;
 }
 
-void load(Loaded &l, const Hook &h, const KernelFacts &k, const Sizes &s, bool test_dead) {
-  libbpf_clear();
-  l.hook = &h;
-  l.skel = iofilter_bpf__open();
-  if (!l.skel)
+// Both objects have the same rodata and maps: one template sets them.
+template <typename Skel>
+static void open_skel(Loaded &l, Skel *(*open)(), void (*destroy)(Skel *), const KernelFacts &k, const Sizes &s,
+                      bool test_dead) {
+  Skel *skel = open();
+  if (!skel)
     fail(errno, "opening the BPF object");
-  auto *ro = l.skel->rodata;
+  l.skel = skel;
+  l.obj = skel->obj;
+  l.destroy = reinterpret_cast<void (*)(void *)>(destroy);
+  auto *ro = skel->rodata;
   ro->bio_remapped_bit = k.bio_remapped_bit;
   ro->bio_chain_bit = k.bio_chain_bit;
   ro->iof_index_mask = s.buckets() - 1;
-  ro->iof_have_fetch = k.fetch_atomics;
   ro->iof_test_dead = test_dead;
-  bpf_map__set_max_entries(l.skel->maps.iof_index, s.buckets());
-  bpf_map__set_max_entries(l.skel->maps.iof_entries, s.entries());
-  bpf_map__set_max_entries(l.skel->maps.iof_ranges, s.range_slots());
-  bpf_map__set_max_entries(l.skel->maps.iof_counters, s.range_slots());
-  bpf_map__set_max_entries(l.skel->maps.iof_nodes, s.node_slots());
-  bpf_map__set_max_entries(l.skel->maps.iof_fstats, s.filter_slots());
-  bpf_map__set_max_entries(l.skel->maps.iof_meta, s.filter_slots());
-  load_one(l.skel->obj, h.prog, h.section);
+  bpf_map__set_max_entries(skel->maps.iof_index, s.buckets());
+  bpf_map__set_max_entries(skel->maps.iof_entries, s.entries());
+  bpf_map__set_max_entries(skel->maps.iof_ranges, s.range_slots());
+  bpf_map__set_max_entries(skel->maps.iof_counters, s.range_slots());
+  bpf_map__set_max_entries(skel->maps.iof_nodes, s.node_slots());
+  bpf_map__set_max_entries(skel->maps.iof_fstats, s.filter_slots());
+  bpf_map__set_max_entries(skel->maps.iof_meta, s.filter_slots());
+}
+
+void load(Loaded &l, const Hook &h, const KernelFacts &k, const Sizes &s, bool test_dead) {
+  libbpf_clear();
+  l.hook = &h;
+  if (k.fetch_atomics)
+    open_skel(l, iofilter_bpf__open, iofilter_bpf__destroy, k, s, test_dead);
+  else
+    open_skel(l, iofilter_nofetch_bpf__open, iofilter_nofetch_bpf__destroy, k, s, test_dead);
+  load_one(l.obj, h.prog, h.section);
 }
 
 void attach(Loaded &l) {
   libbpf_clear();
-  bpf_program *p = bpf_object__find_program_by_name(l.skel->obj, l.hook->prog);
+  bpf_program *p = bpf_object__find_program_by_name(l.obj, l.hook->prog);
   l.link = bpf_program__attach(p);
   if (!l.link)
     fail(errno, std::string("attaching ") + l.hook->section);

@@ -13,7 +13,6 @@
 struct bpf_object;
 struct bpf_program;
 struct bpf_link;
-struct iofilter_bpf;
 
 namespace iof {
 
@@ -39,12 +38,18 @@ struct Sizes {
   uint32_t filter_slots() const;
 };
 
-// One loaded (and maybe attached) program with its object. Destroying it detaches
-// the program unless its link was pinned.
+// One loaded (and maybe attached) program with its object: iofilter, or iofilter_nofetch
+// on kernels without BPF fetch atomics. Destroying it detaches the program unless its
+// link was pinned.
 struct Loaded {
-  iofilter_bpf *skel = nullptr;
+  bpf_object *obj = nullptr;
+  void (*destroy)(void *) = nullptr;
+  void *skel = nullptr;
   bpf_link *link = nullptr;
   const Hook *hook = nullptr;
+  Loaded() = default;
+  Loaded(const Loaded &) = delete;
+  Loaded &operator=(const Loaded &) = delete;
   ~Loaded();
 };
 

@@ -23,7 +23,6 @@ extern "C" {
 #include <bpf/libbpf.h>
 #include <linux/magic.h>
 #include "iofilter.h"
-#include "iofilter.skel.h"
 }
 
 namespace iof {
@@ -274,7 +273,7 @@ std::unique_ptr<Pinned> pin(std::unique_ptr<Loaded> l, PinDirLock &lock, const S
   p->prog = l->hook->prog;
   p->sizes = s;
   set_mode(*p);
-  bpf_object *obj = l->skel->obj;
+  bpf_object *obj = l->obj;
   std::string link_name = "link_" + p->prog;
   libbpf_clear();
   if (bpf_link__pin(l->link, (dir + "/" + link_name).c_str()) != 0) {
