@@ -74,6 +74,12 @@ export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, pol
   const maxFailures = toBig(req.maxFailures ?? '0', 'max_failures');
   if (maxFailures < 0n || maxFailures > U64_MAX) throw invalid(`max_failures: ${maxFailures} is out of range`);
   if (maxFailures > 0n) spec.maxFailures = maxFailures;
+  if (req.eventsPerSecond !== undefined && req.eventsPerSecond !== null) {
+    const eps = Number(req.eventsPerSecond);
+    if (!Number.isInteger(eps) || eps < 0 || eps > 1_000_000) throw invalid(`events_per_second: ${req.eventsPerSecond} must be 0..1000000`);
+    spec.eventsPerSecond = eps;
+  }
+  if (req.eventsSpared) spec.eventsSpared = true;
   if (cgroup) {
     spec.cgroup = { id: cgroup.id, level: cgroup.level };
     spec.meta = { cgroupPath: cgroup.path, ...(cgroup.fromPid && { fromPid: cgroup.fromPid }) };

@@ -58,7 +58,7 @@ d('native binding on the host kernel (observe mode)', () => {
     expect(f.state.mode).toBe('observe');
     expect(f.state.adopted).toBe(false);
     expect(f.state.hook).toMatch(/block_bio_queue|should_fail_bio/);
-    expect(fs.readdirSync(pinDir).sort()).toEqual(['counters', 'disks', `link_${f.state.hook.startsWith('tp_btf') ? 'iofilter_observe_tp' : 'iofilter_observe_fentry'}`, 'state'].sort());
+    expect(fs.readdirSync(pinDir).sort()).toEqual(['counters', 'entries', 'events', 'fstats', 'index', `link_${f.state.hook.startsWith('tp_btf') ? 'iofilter_observe_tp' : 'iofilter_observe_fentry'}`, 'meta', 'nodes', 'ranges', 'seen', 'state'].sort());
     const progs = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(f.state.progIds[0])], { encoding: 'utf8' }));
     expect(progs.name).toMatch(/^iofilter_obse/);
     const link = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show', 'id', String(f.state.linkIds[0])], { encoding: 'utf8' }));
@@ -158,11 +158,12 @@ d('native binding on the host kernel (observe mode)', () => {
     const before = JSON.stringify(f.listFilters(), (_k, v) => (typeof v === 'bigint' ? String(v) : v));
     const base = { device: dev(disk), disk: dev(disk), offset: 0n };
     const bad: [string, unknown, RegExp, ErrorConstructor][] = [
-      ['start > end', { ...base, ranges: [{ start: 9n, end: 1n, ops: ['read'] }] }, /start 9 > end 1/, RangeError],
-      ['too many ranges', { ...base, ranges: Array.from({ length: 65 }, (_, i) => ({ start: BigInt(i * 10), end: BigInt(i * 10 + 1), ops: ['read'] })) }, /too many ranges/, RangeError],
+      ['start > end', { ...base, ranges: [{ start: 9n, end: 1n, ops: ['read'] }] }, /range 0 \[9, 1\]: start > end/, RangeError],
+      ['too many ranges', { ...base, ranges: Array.from({ length: 4097 }, (_, i) => ({ start: BigInt(i * 10), end: BigInt(i * 10 + 1), ops: ['read'] })) }, /too many ranges: 4097, limit 4096/, RangeError],
+      ['9 ranges over one sector', { ...base, ranges: Array.from({ length: 9 }, () => ({ start: 0n, end: 9n, ops: ['read'] })) }, /more than 8 ranges would cover sector 0/, RangeError],
       ['unknown op', { ...base, ranges: [{ start: 0n, end: 1n, ops: ['frobnicate'] }] }, /unknown op 'frobnicate'/, RangeError],
       ['no op', { ...base, ranges: [{ start: 0n, end: 1n, ops: [] }] }, /selects no operation/, RangeError],
-      ['device 0:0', { ...base, device: { major: 0, minor: 0 } }, /0:0/, RangeError],
+      ['cgroup id 0', { ...base, ranges: [], size: 100n, cgroup: { id: 0n, level: 1 } }, /cgroup.id must not be 0/, RangeError],
       ['probability 0', { ...base, ranges: [], size: 100n, probability: 0 }, /probability/, RangeError],
       ['probability 1.5', { ...base, ranges: [], size: 100n, probability: 1.5 }, /probability/, RangeError],
       ['probability NaN', { ...base, ranges: [], size: 100n, probability: NaN }, /probability/, RangeError],
