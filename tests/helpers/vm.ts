@@ -96,9 +96,9 @@ export class Vm {
   }
 
   /** Starts the agent in the guest (listening for the forwarded port); returns its pid. */
-  async startAgent(args: string[] = []): Promise<number> {
+  async startAgent(args: string[] = [], env = ''): Promise<number> {
     const pid = await this.sh(
-      `setsid node dist/agent/main.js --listen 0.0.0.0:50051 --insecure ${args.join(' ')} >>/dev/shm/iofilter-agent.log 2>&1 </dev/null & echo $!`,
+      `${env} setsid node dist/agent/main.js --listen 0.0.0.0:50051 --insecure ${args.join(' ')} >>/dev/shm/iofilter-agent.log 2>&1 </dev/null & echo $!`,
     );
     return Number(pid);
   }
