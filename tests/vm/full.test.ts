@@ -1,0 +1,272 @@
+// The full VM end-to-end suite, run on 6.1 and 6.12 (IOFILTER_KERNEL): the agent in
+// the guest, this process as the control host over real TCP, real EIO. Beyond the
+// core subset (core.test.ts): the CLI, adoption after SIGKILL, max failures,
+// probability (also over bios the kernel splits), churn on one disk while another
+// must see no failure, 4096 ranges, cgroup scopes, live events, a dead hook caught by
+// the self-test, and one agent per pin dir.
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import type { WatchEvent__Output } from '../../proto/gen/iofilter/v1/WatchEvent';
+import { ROOT } from '../helpers/common';
+import { Guest, KERNEL, PIN_DIR } from '../helpers/guest';
+import { matrixCase, setRelease, writeMatrix } from '../helpers/matrix';
+import { vmUnavailableReason } from '../helpers/vm';
+
+const skipReason = vmUnavailableReason();
+if (skipReason && process.env.CI === 'true') throw new Error(`VM tier cannot run: ${skipReason}`);
+if (skipReason) console.warn(`VM full tests skipped: ${skipReason}`);
+const d = skipReason ? describe.skip : describe;
+
+const run = promisify(execFile);
+/** binomial(n, p) is within k standard deviations of its mean */
+const within = (x: number, n: number, p: number, k = 5) => Math.abs(x - n * p) <= k * Math.sqrt(n * p * (1 - p));
+
+d(`VM full suite on Linux ${KERNEL}`, () => {
+  let g: Guest;
+
+  beforeAll(async () => {
+    g = await Guest.boot();
+    setRelease((await g.client.status()).kernelRelease);
+    await g.attach('fmod_ret');
+  }, 600_000);
+
+  afterAll(async () => {
+    writeMatrix(KERNEL);
+    await g?.shutdown();
+  }, 60_000);
+
+  afterEach(async () => {
+    await g.client.clearFilters().catch(() => undefined);
+  });
+
+  test('`iofilterctl set --read` over TCP fails reads, not writes', async () => {
+    const cli = path.join(ROOT, 'dist', 'client', 'cli.js');
+    const { stdout } = await run(process.execPath, [cli, '--host', g.vm.agentAddress, '--timeout', '60s', 'set', g.disk, '--read']);
+    expect(stdout).toMatch(new RegExp(`^${g.vm.agentAddress}: set ${path.basename(g.disk)} .*whole device read`));
+    expect(await g.io(g.disk, 'read', 64)).toBe('EIO');
+    expect(await g.io(g.disk, 'write', 64)).toBe('ok');
+    await run(process.execPath, [cli, '--host', g.vm.agentAddress, '--timeout', '60s', 'delete', g.disk]);
+    expect(await g.io(g.disk, 'read', 64)).toBe('ok');
+  });
+
+  test('agent killed with SIGKILL: filters stay in force; a restarted agent adopts them; detach ends them all', matrixCase(KERNEL, 'fmod_ret', 'adoption after SIGKILL', async () => {
+    await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'] });
+    await g.client.setFilter({ device: g.parts[0].path, wholeDeviceOps: ['OP_READ'] });
+    await g.io(g.disk, 'write', 8);
+    await g.killAgent('KILL');
+    expect(await g.io(g.disk, 'write', 16)).toBe('EIO'); // no agent at all
+    expect(await g.io(g.parts[0].path, 'read', 0)).toBe('EIO');
+    const st = await g.startAgent(['--attach', 'none']);
+    expect(st.state).toMatchObject({ attached: true, adopted: true, mode: 'MODE_FMOD_RET' });
+    expect(st.filters).toHaveLength(2);
+    expect(st.filters.find((f) => f.device?.name === path.basename(g.disk))?.ranges[0].failed).toBe('2');
+    await g.client.detach();
+    expect(await g.io(g.disk, 'write', 24)).toBe('ok');
+    expect(await g.io(g.parts[0].path, 'read', 0)).toBe('ok');
+    expect(await g.vm.sh(`ls -A ${PIN_DIR} 2>/dev/null | wc -l`)).toBe('0');
+    await g.client.attach('fmod_ret');
+  }));
+
+  test('max failures: exactly the first K matching I/Os fail', matrixCase(KERNEL, 'fmod_ret', 'max failures', async () => {
+    await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'], maxFailures: 3 });
+    const seen = [];
+    for (let i = 0; i < 6; i++) seen.push(await g.io(g.disk, 'write', i * 8));
+    expect(seen).toEqual(['EIO', 'EIO', 'EIO', 'ok', 'ok', 'ok']);
+    const f = await g.filterOf(g.disk);
+    expect(f).toMatchObject({ maxFailures: '3', failures: '3' });
+    expect(f?.ranges[0]).toMatchObject({ matched: '6', failed: '3' });
+  }));
+
+  test('probability 0.5: about half of 120 writes fail, and Status counts exactly those', matrixCase(KERNEL, 'fmod_ret', 'probability', async () => {
+    await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'], probability: 0.5 });
+    const r = await g.vm.exec(
+      `n=0; for i in $(seq 120); do dd if=/dev/zero of=${g.disk} bs=4096 count=1 seek=$i oflag=direct conv=notrunc status=none 2>/dev/null || n=$((n+1)); done; echo $n`,
+    );
+    const failed = Number(r.stdout.trim());
+    expect(within(failed, 120, 0.5)).toBe(true);
+    expect((await g.filterOf(g.disk))?.ranges[0]).toMatchObject({ matched: '120', failed: String(failed) });
+  }));
+
+  test('probability 0.5 over bios spanning 8 ranges that the kernel splits into 8: about half fail, each counted once', matrixCase(KERNEL, 'fmod_ret', 'probability, split bios', async () => {
+    // 8 KiB pieces: a 32 KiB direct write is one bio the kernel splits and resubmits 3 times
+    const name = path.basename(g.other);
+    await g.vm.sh(`echo 4 > /sys/block/${name}/queue/max_sectors_kb`);
+    try {
+      const ranges = Array.from({ length: 8 }, (_, i) => ({ start: i * 8, end: i * 8 + 7, ops: ['OP_WRITE' as const] }));
+      await g.client.setFilter({ device: g.other, ranges, probability: 0.5 });
+      const n = 200;
+      const r = await g.vm.exec(
+        `n=0; for i in $(seq ${n}); do dd if=/dev/zero of=${g.other} bs=32768 count=1 oflag=direct conv=notrunc status=none 2>/dev/null || n=$((n+1)); done; echo $n`,
+        300_000,
+      );
+      const failed = Number(r.stdout.trim());
+      // one draw per bio: binomial(200, 0.5); one draw per range or per piece would fail nearly all
+      expect(within(failed, n, 0.5)).toBe(true);
+      const f = await g.filterOf(g.other);
+      expect(f?.matchedIos).toBe(String(n)); // the resubmitted remainders were not judged again
+      expect(f?.failedIos).toBe(String(failed));
+      expect(f?.ranges.map((x) => x.matched)).toEqual(Array(8).fill(String(n)));
+      expect(f?.ranges.map((x) => x.failed)).toEqual(Array(8).fill(String(failed)));
+    } finally {
+      await g.vm.exec(`echo 1280 > /sys/block/${name}/queue/max_sectors_kb`);
+    }
+  }));
+
+  test('churn: hundreds of set/replace/delete calls on one disk with I/O running; another disk sees zero failures; none after the last delete', matrixCase(KERNEL, 'fmod_ret', 'churn isolation', async () => {
+    const A = g.disk;
+    const B = g.other;
+    const C = g.pdisk; // filtered too, so the entries keep changing around B
+    // B: 4 KiB direct writes, each followed by a flush, until told to stop; A: reads and writes
+    await g.vm.sh(
+      `rm -f /dev/shm/stop /dev/shm/b.log /dev/shm/a.log; ` +
+        `(while [ ! -e /dev/shm/stop ]; do dd if=/dev/zero of=${B} bs=4096 count=1 seek=$((RANDOM % 4096)) oflag=direct conv=notrunc,fsync status=none 2>/dev/null; echo $? >> /dev/shm/b.log; done) >/dev/null 2>&1 & ` +
+        `(while [ ! -e /dev/shm/stop ]; do s=$(date +%s%N); dd if=/dev/zero of=${A} bs=4096 count=1 seek=$((RANDOM % 4096)) oflag=direct conv=notrunc status=none 2>/dev/null; echo "$s $?" >> /dev/shm/a.log; done) >/dev/null 2>&1 &`,
+    );
+    let calls = 0;
+    for (let k = 0; k < 100; k++) {
+      const start = (k * 97) % 30_000;
+      await g.client.setFilter({ device: A, ranges: [{ start, end: start + 5000, ops: ['OP_WRITE', 'OP_FLUSH'] }, { start: 40_000, end: 60_000, ops: ['OP_WRITE'] }] });
+      await g.client.setFilter({ device: A, wholeDeviceOps: ['OP_WRITE', 'OP_READ', 'OP_FLUSH'], probability: 0.5 }); // replace
+      await g.client.setFilter({ device: C, ranges: [{ start: k, end: k + 100, ops: ['OP_WRITE', 'OP_FLUSH'] }] });
+      await g.client.deleteFilter(k % 2 ? A : C);
+      calls += 4;
+    }
+    await g.client.deleteFilter(A);
+    await g.client.deleteFilter(C);
+    calls += 2;
+    const deletedAt = BigInt(await g.vm.sh('date +%s%N')); // guest time after the last DeleteFilter returned
+    // let both loops run on a little past the deletion, then stop them
+    await g.vm.sh(`n=$(wc -l < /dev/shm/a.log); while [ $(wc -l < /dev/shm/a.log) -lt $((n + 20)) ]; do sleep 0.1; done; touch /dev/shm/stop; sleep 1`, 300_000);
+    expect(calls).toBeGreaterThanOrEqual(400);
+    const b = (await g.vm.sh('cat /dev/shm/b.log')).split('\n').filter(Boolean);
+    expect(b.length).toBeGreaterThan(20);
+    expect(b.filter((rc) => rc !== '0')).toEqual([]); // zero failed I/O on B
+    const a = (await g.vm.sh('cat /dev/shm/a.log')).split('\n').filter(Boolean).map((l) => l.split(' '));
+    expect(a.some(([, rc]) => rc !== '0')).toBe(true); // the filters on A did fail I/O meanwhile
+    const afterDelete = a.filter(([s]) => BigInt(s) > deletedAt);
+    expect(afterDelete.length).toBeGreaterThanOrEqual(20);
+    expect(afterDelete.filter(([, rc]) => rc !== '0')).toEqual([]); // none after the last delete returned
+    expect(await g.oopses()).toBe('');
+  }));
+
+  test('4096 ranges on one disk: real EIO exactly on them, exact counters on the ones hit', matrixCase(KERNEL, 'fmod_ret', '4096 ranges', async () => {
+    // one-sector ranges every 16 sectors: [0, 0], [16, 16], ..., [65520, 65520]
+    const ranges = Array.from({ length: 4096 }, (_, i) => ({ start: i * 16, end: i * 16, ops: ['OP_WRITE' as const] }));
+    const f0 = await g.client.setFilter({ device: g.disk, ranges });
+    expect(f0.ranges).toHaveLength(4096);
+    const seen = {
+      first: await g.io(g.disk, 'write', 0, 1),
+      last: await g.io(g.disk, 'write', 65520, 1),
+      middle: await g.io(g.disk, 'write', 2048 * 16, 1),
+      between: await g.io(g.disk, 'write', 2048 * 16 + 1, 8), // sectors 32769..32776: no range
+      spanning3: await g.io(g.disk, 'write', 100 * 16 - 4, 40), // 1596..1635 covers 1600, 1616, 1632
+      beyond: await g.io(g.disk, 'write', 65521, 8),
+    };
+    expect(seen).toEqual({ first: 'EIO', last: 'EIO', middle: 'EIO', between: 'ok', spanning3: 'EIO', beyond: 'ok' });
+    const f = await g.filterOf(g.disk);
+    const hit = f!.ranges.map((r, i) => (r.matched !== '0' ? `${i}:${r.matched}/${r.failed}` : '')).filter(Boolean);
+    expect(hit).toEqual(['0:1/1', '100:1/1', '101:1/1', '102:1/1', '2048:1/1', '4095:1/1']);
+  }));
+
+  describe('cgroup scope (ext4, cgroup writeback)', () => {
+    const mnt = '/dev/shm/cgmnt';
+    const inCg = (cg: string, cmd: string) => `sh -c 'echo $$ > /sys/fs/cgroup${cg}/cgroup.procs && exec ${cmd}'`;
+    const write = async (cg: string, file: string, flags: string) => {
+      const r = await g.vm.exec(inCg(cg, `dd if=/dev/zero of=${mnt}/${file} bs=65536 count=4 ${flags} status=none`));
+      return r.code === 0 ? 'ok' : /Input\/output error/.test(r.stderr) ? 'EIO' : r.stderr.trim();
+    };
+
+    beforeAll(async () => {
+      await g.vm.sh(
+        // a and b: siblings with tasks; p: a parent (no tasks of its own: cgroup v2 keeps
+        // tasks in leaves once controllers are enabled below) with a child c
+        `echo '+io +memory' > /sys/fs/cgroup/cgroup.subtree_control && mkdir -p /sys/fs/cgroup/a /sys/fs/cgroup/b /sys/fs/cgroup/p/c && ` +
+          `echo '+io +memory' > /sys/fs/cgroup/p/cgroup.subtree_control && ` +
+          `mkfs.ext4 -q -F ${g.other} && mkdir -p ${mnt} && mount -o errors=continue ${g.other} ${mnt}`,
+      );
+    }, 120_000);
+    afterAll(async () => {
+      await g.vm.exec(`umount ${mnt}`);
+    });
+
+    for (const mode of ['fmod_ret', 'kprobe'] as const) {
+      test(`${mode}: direct writes from the cgroup fail; from a sibling and the root they succeed`, matrixCase(KERNEL, mode, 'cgroup, direct I/O', async () => {
+        await g.attach(mode);
+        const st = await g.client.setFilterResponse({ device: g.other, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/a' });
+        expect(st.filter?.cgroup?.path).toBe('/a');
+        expect(st.warnings).toEqual([]);
+        expect(await write('/a', 'fa', 'oflag=direct')).toBe('EIO');
+        expect(await write('/b', 'fb', 'oflag=direct')).toBe('ok');
+        expect(await write('', 'fr', 'oflag=direct')).toBe('ok'); // the root cgroup
+      }));
+      test(`${mode}: a filter on a parent cgroup catches its child's I/O`, matrixCase(KERNEL, mode, 'cgroup, descendant', async () => {
+        await g.attach(mode);
+        await g.client.setFilter({ device: g.other, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/p' });
+        expect(await write('/p/c', 'fc', 'oflag=direct')).toBe('EIO');
+        expect(await write('/a', 'fa2', 'oflag=direct')).toBe('ok');
+      }));
+      test(`${mode}: buffered writes + fsync from the cgroup fail (writeback is charged to it); from a sibling they succeed`, matrixCase(KERNEL, mode, 'cgroup, writeback', async () => {
+        await g.attach(mode);
+        await g.client.setFilter({ device: g.other, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/a' });
+        expect(await write('/b', 'wb', 'conv=fsync')).toBe('ok');
+        expect(await write('/a', 'wa', 'conv=fsync')).toBe('EIO');
+      }));
+    }
+    test('observe counts the same: only the I/O of the cgroup\'s subtree', matrixCase(KERNEL, 'observe', 'cgroup counted', async () => {
+      await g.attach('observe');
+      await g.client.setFilter({ device: g.other, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/p' });
+      for (const [cg, file] of [['/p/c', 'oc'], ['/a', 'oa'], ['/b', 'ob'], ['', 'or']]) expect(await write(cg, file, 'oflag=direct')).toBe('ok');
+      const f = await g.filterOf(g.other);
+      expect(f?.matchedIos).toBe('4'); // the 4 direct 64 KiB writes from /p/c, none of the others
+      await g.attach('fmod_ret');
+    }));
+  });
+
+  test('events: each real EIO arrives live with its sector, op, outcome, pid and comm', matrixCase(KERNEL, 'fmod_ret', 'events', async () => {
+    await g.attach('fmod_ret');
+    const f = await g.client.setFilter({ device: g.disk, ranges: [{ start: 5000, end: 5999, ops: ['OP_WRITE'] }] });
+    const events: WatchEvent__Output[] = [];
+    const stream = g.client.watch({});
+    stream.on('data', (e: WatchEvent__Output) => events.push(e));
+    stream.on('error', () => undefined);
+    await new Promise((r) => stream.once('metadata', r));
+    expect(await g.io(g.disk, 'write', 5100)).toBe('EIO');
+    expect(await g.io(g.disk, 'write', 100)).toBe('ok'); // outside: no event
+    expect(await g.io(g.disk, 'read', 5100)).toBe('ok'); // wrong op: no event
+    const deadline = Date.now() + 30_000;
+    while (!events.some((e) => e.io) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 2000)); // anything else would have arrived by now
+    stream.cancel();
+    const io = events.filter((e) => e.io).map((e) => e.io!);
+    expect(io).toHaveLength(1);
+    expect(io[0]).toMatchObject({
+      sector: '5100', deviceSector: '5100', nrSectors: 8, ops: ['OP_WRITE'], outcome: 'OUTCOME_FAILED', filterId: f.id, rangeIndex: 0, comm: 'dd',
+      device: expect.objectContaining({ name: path.basename(g.disk) }),
+    });
+    expect(io[0].pid).toBeGreaterThan(1);
+  }));
+
+  test('one agent per pin dir: a second agent is refused at once; the first one\'s filters keep failing I/O', matrixCase(KERNEL, 'fmod_ret', 'one agent per pin dir', async () => {
+    await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'] });
+    const r = await g.vm.exec(`node dist/agent/main.js --listen 127.0.0.1:50052 --attach auto; echo "exit=$?"`, 120_000);
+    expect(r.stdout + r.stderr).toMatch(new RegExp(`pin dir ${PIN_DIR} is in use by pid ${g.agentPid}`));
+    expect(r.stdout).toMatch(/exit=[1-9]/);
+    expect(await g.io(g.disk, 'write', 0)).toBe('EIO');
+    expect((await g.client.status()).state?.attached).toBe(true);
+  }));
+
+  test('a hook that attaches but never fires is caught by the self-test and reported unavailable', matrixCase(KERNEL, 'auto', 'dead hook self-test', async () => {
+    await g.client.detach();
+    await g.killAgent('TERM');
+    await g.startAgent(['--attach', 'auto'], 'IOFILTER_TEST_DEAD_HOOK=1');
+    const st = await g.client.status();
+    expect(st.state?.attached).toBe(false);
+    const caps = Object.fromEntries(st.capabilities.map((c) => [c.mode, c]));
+    expect(caps.MODE_FMOD_RET).toMatchObject({ available: false, reason: expect.stringMatching(/hook attached but did not fire/) });
+    expect(st.attachError).toMatch(/hook attached but did not fire/);
+    expect(await g.vm.sh(`ls -A ${PIN_DIR} 2>/dev/null | wc -l`)).toBe('0'); // nothing left pinned
+    await g.killAgent('TERM');
+    await g.startAgent(['--attach', 'fmod_ret']);
+  }));
+});
