@@ -1,7 +1,8 @@
-// `set --file` against a real agent in observe mode (root): an ext4 image on a loop
-// device with two files whose blocks interleave; `iofilterctl set --file A --read`
+// `set --file` against a real agent in observe mode (root): ext4 on a partition of a
+// loop device, with two files whose blocks interleave; `iofilterctl set --file A --read`
 // makes a filter of A's extents (as filefrag reports them) that counts direct reads of
-// A's blocks, exactly one per read, and none of B's; files the agent must refuse, on
+// A's blocks, exactly one per read, and none of B's (sectors in the partition's own
+// coordinates, as FIEMAP reports them); files the agent must refuse, on
 // tmpfs, unwritten, inline, empty, not regular, missing, or on a protected device.
 // Needs root, loop devices, e2fsprogs (mkfs.ext4, filefrag), util-linux, `npm run build`.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
@@ -70,7 +71,7 @@ async function ctl(...args: string[]): Promise<{ code: number; stdout: string; s
   );
 }
 
-d('set --file on an ext4 image, agent in observe mode (root)', () => {
+d('set --file on ext4 on a loop partition, agent in observe mode (root)', () => {
   const pid = process.pid;
   const pinDirs = [`/sys/fs/bpf/iofilter-files-test-${pid}`, `/sys/fs/bpf/iofilter-files-test-${pid}-protect`];
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-files-'));
@@ -81,6 +82,7 @@ d('set --file on an ext4 image, agent in observe mode (root)', () => {
   const loops: LoopDevice[] = [];
   const agents: RunningAgent[] = [];
   let disk: LoopDevice;
+  let part: LoopDevice['partitions'][number];
   let agent: RunningAgent;
   let client: IoFilterClient;
   const A = path.join(mnt, 'a');
@@ -95,9 +97,10 @@ d('set --file on an ext4 image, agent in observe mode (root)', () => {
   };
 
   beforeAll(async () => {
-    disk = createLoop(64);
+    disk = createLoop(80, [64]);
     loops.push(disk);
-    mkfs(disk.path, mnt);
+    part = disk.partitions[0];
+    mkfs(part.path, mnt);
     // A and B grow one block at a time, alternately: their blocks interleave on disk
     for (let i = 0; i < 6; i++) {
       appendBlock(A);
@@ -146,11 +149,11 @@ d('set --file on an ext4 image, agent in observe mode (root)', () => {
     expect(r.stderr).toMatch(/^1 ok, 0 failed, 0 unreachable/m);
     expect(r.code).toBe(0);
     const want = sectorRanges(a);
-    const name = `${path.basename(disk.path)} \\(${disk.major}:${disk.minor}\\)`;
+    const name = `${path.basename(part.path)} \\(${part.major}:${part.minor}\\)`;
     expect(r.stdout.trim()).toMatch(new RegExp(`^${esc(agent.address)}: set ${name}, file ${esc(A)}: ${want.map((w) => `${w} read`).join('; ')}; ttl 10m0s; filter \\d+$`));
 
     const f = await filterOf(A);
-    expect(f.device).toMatchObject({ major: disk.major, minor: disk.minor });
+    expect(f.device).toMatchObject({ major: part.major, minor: part.minor, partition: true, startSector: String(part.start) });
     expect(f.ranges.map((x) => `${x.start}-${x.end}`)).toEqual(want);
     expect(f.ranges.map((x) => x.matched)).toEqual(want.map(() => '0'));
 
