@@ -97,7 +97,7 @@ export function mergeRanges(ranges: SectorRange[]): SectorRange[] {
  */
 export function requestedFile(req: SetFilterRequest__Output): string | null {
   const file = req.file ?? '';
-  if (!file && !req.device) throw invalid('device is empty: give a device (MAJ:MIN, e.g. 259:2, or a /dev path) or a file');
+  if (!file && !req.device) throw invalid('device is empty: give MAJ:MIN (e.g. 259:2) or a /dev path, or a file');
   if (!file) return null;
   if (req.device) throw invalid(`device "${req.device}" and file "${file}": give exactly one of device and file`);
   if (req.ranges?.length)

@@ -179,6 +179,18 @@ d('set --file on ext4 on a loop partition, agent in observe mode (root)', () => 
     expect(st.stdout).toMatch(new RegExp(`│\\s+│ file ${esc(A)}\\s+│`));
   });
 
+  test('an agent restarted on the same pin dir adopts the filter and still shows its file and counters', async () => {
+    const before = await filterOf(A);
+    expect(await agent.stop()).toBe(0);
+    client.close();
+    agent = await startAgent({ pinDir: pinDirs[0], attach: 'observe' });
+    agents.push(agent);
+    client = new IoFilterClient(agent.address, { timeoutMs: 30_000 });
+    const after = await filterOf(A);
+    expect(after).toMatchObject({ id: before.id, file: A, matchedIos: before.matchedIos });
+    expect(after.ranges.map((x) => [x.start, x.end, x.matched])).toEqual(before.ranges.map((x) => [x.start, x.end, x.matched]));
+  });
+
   test('a file just written through the page cache (delayed allocation) is flushed by FIEMAP_FLAG_SYNC and accepted', async () => {
     const c = path.join(mnt, 'c');
     fs.writeFileSync(c, Buffer.alloc(3 * BLOCK, 7)); // no fsync

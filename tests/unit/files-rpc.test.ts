@@ -58,7 +58,7 @@ const R = ['OP_READ' as const];
 const cases: [string, SetFilterRequest, keyof typeof status, RegExp, boolean][] = [
   // [what, request, code, message, whether FIEMAP may have run]
   ['device and file', { device: '7:1', file: A, wholeDeviceOps: R }, 'INVALID_ARGUMENT', /device "7:1" and file ".*\/a": give exactly one of device and file/, false],
-  ['neither device nor file', { wholeDeviceOps: R }, 'INVALID_ARGUMENT', /device is empty: give a device \(MAJ:MIN, e.g. 259:2, or a \/dev path\) or a file/, false],
+  ['neither device nor file', { wholeDeviceOps: R }, 'INVALID_ARGUMENT', /device is empty: give MAJ:MIN \(e.g. 259:2\) or a \/dev path, or a file$/, false],
   ['file with ranges', { file: A, ranges: [{ start: 0, end: 7, ops: R }] }, 'INVALID_ARGUMENT', /ranges: a filter made from file ".*\/a" covers the file's extents; give its operations in whole_device_ops, without ranges/, false],
   ['file without ops', { file: A }, 'INVALID_ARGUMENT', /whole_device_ops: select at least one operation/, false],
   ['file with an unknown op', { file: A, wholeDeviceOps: ['OP_UNSPECIFIED'] }, 'INVALID_ARGUMENT', /whole_device_ops: unknown op "OP_UNSPECIFIED"/, false],
