@@ -29,11 +29,12 @@ function devOfPath(p: string, shown: string): { major: number; minor: number } {
     throw invalid(`device "${shown}" cannot be used: ${code ?? (e as Error).message}`);
   }
   if (!st.isBlockDevice()) throw invalid(`device "${shown}" is not a block device`);
-  // glibc's major()/minor() split of a 64-bit dev_t
-  const rdev = st.rdev;
-  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
-  return { major, minor };
+  return splitDev(st.rdev);
+}
+
+/** glibc's major()/minor() split of a 64-bit dev_t (st_rdev, st_dev). */
+export function splitDev(dev: bigint): { major: number; minor: number } {
+  return { major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)), minor: Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn)) };
 }
 
 const readTrim = (f: string) => fs.readFileSync(f, 'utf8').trim();

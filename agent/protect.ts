@@ -15,16 +15,17 @@ export interface Extent {
   device: string; // "254:0 (vda)"
 }
 
-interface Mount {
+export interface Mount {
   dev: string; // MAJ:MIN as in mountinfo
   mountPoint: string;
   fsType: string;
   source: string;
 }
 
-function mounts(): Mount[] {
+/** The mounts of /proc/self/mountinfo (or another mountinfo file), in its order. */
+export function mounts(mountinfo = '/proc/self/mountinfo'): Mount[] {
   return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .readFileSync(mountinfo, 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((line) => {
@@ -35,7 +36,7 @@ function mounts(): Mount[] {
 }
 
 /** The mount that holds `file` (longest mount-point prefix). */
-function mountOf(file: string, all: Mount[]): Mount | undefined {
+export function mountOf(file: string, all: Mount[]): Mount | undefined {
   let best: Mount | undefined;
   for (const m of all) {
     const mp = m.mountPoint.endsWith('/') ? m.mountPoint : m.mountPoint + '/';

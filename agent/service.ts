@@ -18,6 +18,7 @@ import { CgroupResolver } from './cgroup';
 import type { AgentConfig } from './config';
 import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
 import { fromNative, invalid, precondition } from './errors';
+import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
 import { modeFromWire, modeToWire } from '../proto/names';
@@ -32,6 +33,7 @@ export interface KernelApi {
   attach(opts: native.AttachOptions): Promise<native.Filterer>;
   adopt(lock: native.PinDirLock): Promise<native.Filterer | null>;
   limits(): native.Limits;
+  fileExtents(path: string): Promise<native.FileExtents>;
 }
 
 export class IoFilterCore {
@@ -181,18 +183,22 @@ export class IoFilterCore {
     });
   }
 
-  setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
+  async setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
+    // a file (set --file) is resolved to its device and extents before the queue: FIEMAP may wait for writeback
+    const file = requestedFile(req);
+    const fromFile = file ? await resolveFile(file, { fileExtents: (p) => this.kernel.fileExtents(p), maxRanges: this.kernel.limits().maxRangesPerFilter, sysfs: this.sysfs }) : null;
     return this.serial(() => {
       const f = this.attached();
-      const dev = resolveDevice(req.device, this.sysfs);
+      const dev = fromFile?.dev ?? resolveDevice(req.device, this.sysfs);
       const { cgroup, warnings } = this.scope(req);
-      const spec = toFilterSpec(req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup);
+      const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup);
+      if (file) spec.meta = { ...spec.meta, file };
       checkProtected(spec, dev, this.extents);
       let info: native.FilterInfo;
       try {
         info = f.putFilter(spec);
       } catch (e) {
-        throw fromNative(e, `SetFilter ${req.device}`);
+        throw fromNative(e, `SetFilter ${file || req.device}`);
       }
       return { filter: this.toFilter(info, dev), warnings };
     });

@@ -92,3 +92,15 @@ export function parseCount(s: string, what: string, min = 0): number | string {
   if (n > U64_MAX) throw new UsageError(`bad ${what} "${s}": must be at most 2^64-1`);
   return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : String(n);
 }
+
+/** What `set` names: DEV or --file PATH, exactly one; --range only with DEV (a file's extents are its ranges). */
+export function setTarget(dev: string | undefined, file: string | undefined, ranges: boolean): { device: string } | { file: string } {
+  if (dev !== undefined && file !== undefined) throw new UsageError('set: give either DEV or --file PATH, not both');
+  if (file === undefined) {
+    if (dev === undefined) throw new UsageError('set: give DEV (MAJ:MIN or a /dev path) or --file PATH');
+    return { device: checkDevice(dev) };
+  }
+  if (ranges) throw new UsageError("set: --range cannot be used with --file (the file's extents are the ranges)");
+  if (!file.startsWith('/') || file.includes('\0')) throw new UsageError(`bad --file "${file}": give an absolute path on the agents' hosts`);
+  return { file };
+}

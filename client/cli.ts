@@ -10,7 +10,7 @@ import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
-import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange } from './args';
+import { formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, setTarget } from './args';
 import { UsageError } from './errors';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
@@ -135,21 +135,22 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   });
   const set = program
     .command('set')
-    .argument('<dev>', 'MAJ:MIN or /dev path (resolved on each host)')
-    .description("fail the selected operations on DEV (whole device, or each --range); replaces DEV's filter of the same cgroup scope")
+    .argument('[dev]', 'MAJ:MIN or /dev path (resolved on each host)')
+    .description("fail the selected operations on DEV (whole device, or each --range) or on a file's blocks (--file); replaces the device's filter of the same cgroup scope")
+    .option('--file <path>', "instead of DEV: the blocks of this file on each agent's host (its extents at the time of the call), on the device holding it")
     .option('--range <start-end>', "512-byte sectors, inclusive, in DEV's own coordinates; repeatable", (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--ttl <dur>', "the kernel stops failing I/O after this (default: the agent's default TTL)")
     .option('--probability <p>', 'fail about this share of matching I/O, in (0, 1]')
     .option('--max-failures <k>', 'fail only the first K matching I/Os');
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
   addScopeOptions(set);
-  type SetOpts = { range: string[]; ttl?: string; probability?: string; maxFailures?: string; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
-  set.action((dev: string, o: SetOpts) => {
-    checkDevice(dev);
+  type SetOpts = { file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
+  set.action((dev: string | undefined, o: SetOpts) => {
+    const target = setTarget(dev, o.file, o.range.length > 0);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
     const ops = OP_NAMES.filter((op) => o[opWord(op).replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase())]).map(opToWire);
     if (!ops.length) throw new UsageError('set: select at least one operation: --read, --write, --flush, --discard, --write-zeroes');
-    const req: SetFilterRequest = { device: dev, ...scopeFields(o) };
+    const req: SetFilterRequest = { ...target, ...scopeFields(o) };
     if (o.range.length) req.ranges = o.range.map((r) => ({ ...parseRange(r), ops }));
     else req.wholeDeviceOps = ops;
     if (o.ttl !== undefined) {

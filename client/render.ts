@@ -39,7 +39,7 @@ export function describeFilter(f: Filter__Output): string {
     : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(wireOpWord).join(',')}`).join('; ');
   const x = extras(f);
   const scope = cgroupText(f.cgroup);
-  return `${deviceName(f.device)}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}`;
+  return `${deviceName(f.device)}${f.file ? `, file ${f.file}` : ''}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}`;
 }
 
 /** A SetFilter answer: the filter as stored, then each warning of the agent. */
@@ -73,7 +73,7 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
     f.ranges.forEach((r, i) =>
       t.push([
         i === 0 ? String(f.id || '') : '',
-        i === 0 ? deviceName(f.device) : '',
+        i === 0 ? deviceName(f.device) + (f.file ? `\nfile ${f.file}` : '') : '',
         i === 0 ? cgroupText(f.cgroup) ?? 'any' : '',
         f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
         r.ops.map(wireOpWord).join(','),

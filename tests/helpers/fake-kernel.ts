@@ -78,8 +78,18 @@ export function kernelEvent(over: Partial<KernelEvent> = {}): KernelEvent {
   };
 }
 
-export function fakeKernel(opts: { cgroups?: boolean } = {}): KernelApi & { filterer?: FakeFilterer } {
-  const k: KernelApi & { filterer?: FakeFilterer } = {
+/** fileExtents() answers: by real path, what FIEMAP would say, or an error (with the native code) to throw. */
+export type FakeFiles = Map<string, native.FileExtents | { code: string; message: string }>;
+
+export function fakeKernel(opts: { cgroups?: boolean } = {}): KernelApi & { filterer?: FakeFilterer; files: FakeFiles } {
+  const k: KernelApi & { filterer?: FakeFilterer; files: FakeFiles } = {
+    files: new Map(),
+    fileExtents: async (p) => {
+      const a = k.files.get(p);
+      if (!a) throw new Error(`fake kernel: no extents scripted for ${p}`);
+      if ('code' in a) throw Object.assign(new Error(a.message), { code: a.code });
+      return a;
+    },
     limits: () => ({ maxRanges: 64, maxRangesPerFilter: 64, maxFilters: 16, maxOverlap: 8, maxRangesPerIo: 8 }),
     probe: async () => ({
       kernelRelease: '6.1.0-fake', btf: true, lockdown: 'none',
