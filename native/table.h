@@ -4,17 +4,16 @@
 // Free of N-API; addon.cc converts types around it.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <map>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "facts.h"
 #include "pins.h"
+#include "pools.h"
 
 extern "C" {
 #include "iofilter.h"
@@ -85,7 +84,6 @@ struct FilterKey {
 class Table {
 public:
   Table(Pinned &p, const KernelFacts &k);
-  ~Table();
   Table(const Table &) = delete;
   Table &operator=(const Table &) = delete;
 
@@ -105,46 +103,28 @@ private:
     iof_filter f;
     std::vector<iof_range> ranges; // in the order the user gave them (range.index)
   };
-  enum class Kind { Entry, Counter, FilterSlot, RangeRun, NodeRun };
-  struct Quarantined {
-    Kind kind;
-    uint32_t off, len;
-    uint64_t gen;
-  };
+  using Lock = std::unique_lock<std::mutex>;
 
   Pinned &p_;
   const bool fetch_atomics_;
   const std::string release_;
-  const bool timed_grace_, membarrier_;
-  std::mutex mu_;
-  std::condition_variable work_, freed_;
-  std::thread reclaimer_;
-  bool stop_ = false;
-  uint64_t gen_ = 1, freed_gen_ = 0;
-  std::vector<Quarantined> quarantine_;
-  std::vector<uint32_t> free_entries_, free_counters_, free_filters_;
-  std::map<uint32_t, uint32_t> free_ranges_, free_nodes_; // runs: offset -> length
+  Pools pools_;
   uint32_t next_id_ = 1;
 
+  // publish.cc: the index, entries and their publication
   void rebuild();
-  void reclaim_loop();
-  void grace();
-  void wait_reclaimed(std::unique_lock<std::mutex> &lk);
-  void quarantine(Kind k, uint32_t off, uint32_t len);
-  void release_now(const Quarantined &q);
-  template <typename F> auto with_retry(std::unique_lock<std::mutex> &lk, F alloc) -> decltype(alloc());
-  uint32_t take_slot(std::vector<uint32_t> &free, const char *what);
-  uint32_t take_run(std::map<uint32_t, uint32_t> &free, uint32_t len, const char *what);
-  static void give_run(std::map<uint32_t, uint32_t> &free, uint32_t off, uint32_t len);
-
+  template <typename F> void for_each_entry(F fn);
   int64_t bucket_of(const iof_dev &disk);
   const iof_entry *entry_of(const iof_dev &disk);
   std::vector<Composed> decompose(const iof_entry &e);
-  void publish(const iof_dev &disk, std::vector<Composed> filters, std::unique_lock<std::mutex> &lk);
+  void publish(const iof_dev &disk, const std::vector<Composed> &filters, Lock &lk);
   void retire_entry(const iof_entry &e, uint32_t slot);
   void retire_filter(const Composed &c);
+  std::vector<iof_dev> disks_where(const std::function<bool(const iof_filter &)> &pred);
+  // table.cc
+  Composed compose(const FilterSpec &s, Lock &lk);
+  uint32_t remove_where(const std::function<bool(const iof_filter &)> &gone);
   FilterInfo info(const iof_dev &disk, const Composed &c, uint64_t now);
-  template <typename F> void for_each_entry(F fn);
 };
 
 uint64_t boottime_ns();
