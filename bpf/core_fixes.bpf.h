@@ -185,18 +185,25 @@ struct task_struct {
 	struct css_set *cgroups;
 } __attribute__((preserve_access_index));
 
-static __always_inline struct cgroup *iof_bio_cgroup(struct bio *bio)
+static __always_inline struct cgroup *iof_bio_cgroup(struct bio *bio, const int probe)
 {
 	struct task_struct *task;
 	struct blkcg_gq *blkg = NULL;
+	struct blkcg *blkcg;
 	struct cgroup *cg = NULL;
 
 	if (bpf_core_field_exists(bio->bi_blkg))
-		blkg = BPF_CORE_READ(bio, bi_blkg);
+		blkg = IOF_RD(probe, bio, bi_blkg);
 	if (blkg) {
-		cg = BPF_CORE_READ(blkg, blkcg, css.cgroup);
-		if (cg && BPF_CORE_READ(cg, root, hierarchy_id) == 0)
-			return cg;
+		blkcg = IOF_RD(probe, blkg, blkcg);
+		if (blkcg)
+			cg = IOF_RD(probe, &blkcg->css, cgroup);
+		if (cg) {
+			struct cgroup_root *root = IOF_RD(probe, cg, root);
+
+			if (root && IOF_RD(probe, root, hierarchy_id) == 0)
+				return cg;
+		}
 	}
 	task = (struct task_struct *)bpf_get_current_task();
 	return BPF_CORE_READ(task, cgroups, dfl_cgrp);
@@ -229,6 +236,7 @@ static __always_inline int iof_cgroup_under(struct cgroup *cg, __u64 id, __u32 l
 	return anc_id == id;
 }
 
+/* Probe reads: `cg` may come from the task (bpf_get_current_task), untyped. */
 static __always_inline __u64 iof_cgroup_id(struct cgroup *cg)
 {
 	return cg ? BPF_CORE_READ(cg, kn, id) : 0;

@@ -171,8 +171,9 @@ static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter 
 			__sync_fetch_and_add(&st->events_lost, 1);
 		return;
 	}
+	/* looked up here, at most events_per_sec times a second, not for every bio */
 	if (!io->cg)
-		io->cg = (__u64)iof_bio_cgroup((struct bio *)io->bio);
+		io->cg = (__u64)iof_bio_cgroup((struct bio *)io->bio, 1);
 	ev->time_ns = now;
 	ev->sector = io->sector;
 	ev->dev_sector = io->sector - io->dev_offset;
@@ -189,10 +190,9 @@ static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter 
 	bpf_ringbuf_submit(ev, 0);
 }
 
+/* io->cg was looked up (a scalar: read by bpf_probe_read_kernel) before liveness. */
 static __always_inline int iof_cgroup_match(struct iof_io *io, const struct iof_filter *f)
 {
-	if (!io->cg)
-		io->cg = (__u64)iof_bio_cgroup((struct bio *)io->bio);
 	return iof_cgroup_under((struct cgroup *)io->cg, f->cgroup_id, f->cgroup_level);
 }
 
@@ -224,14 +224,16 @@ static __always_inline void iof_truncated(void)
 #define IOF_EMIT(io, f, fs, ri, oc) iof_emit((io), (f), (fs), (ri), (oc))
 #define IOF_TRUNCATED() iof_truncated()
 
-/* The bio being judged and its judgement: per CPU, because the layer walk runs in a
- * function of its own. A program instance cannot be interrupted by another of the
- * same program on its CPU (the kernel skips such a run: a recursion miss). */
+/*
+ * The bio being judged and its judgement live in a per-CPU scratch value, not on the
+ * stack: values loaded from map memory are not tracked by the verifier, so branching
+ * on the filters' bits does not multiply the paths it follows through the program.
+ * A program instance cannot be interrupted by another run of the same program on its
+ * CPU (the kernel skips such a run: a recursion miss), so one value per CPU is enough.
+ */
 struct iof_scratch {
 	struct iof_io io;
 	struct iof_judge j;
-	__u32 slot;
-	__u32 _pad;
 };
 
 struct {
@@ -241,12 +243,15 @@ struct {
 	__type(value, struct iof_scratch);
 } iof_scratch SEC(".maps");
 
+/* One layer's walk and the filters' liveness run as global functions: the verifier
+ * checks each once, for any layer and phase, instead of once per call site. */
 __attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase);
+__attribute__((noinline)) int iof_live_filters(void);
 #define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk_layer((li), (phase))
+#define IOF_LIVENESS(e, io) ((__u32)iof_live_filters())
 
 #include "iofilter_match.h"
 
-/* A global function: the verifier checks it once, with any layer and phase. */
 __attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase)
 {
 	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
@@ -254,62 +259,102 @@ __attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase)
 
 	if (!s || li >= IOF_MAX_LAYERS)
 		return 0;
-	e = iof_elem(&iof_entries, s->slot);
+	e = iof_elem(&iof_entries, s->io.slot);
 	if (!e)
 		return 0;
 	iof_walk(e, &s->io, &s->j, &e->layers[li], phase);
 	return 0;
 }
 
+__attribute__((noinline)) int iof_live_filters(void)
+{
+	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
+	const struct iof_entry *e;
+
+	if (!s)
+		return 0;
+	e = iof_elem(&iof_entries, s->io.slot);
+	if (!e)
+		return 0;
+	return (int)iof_liveness(e, &s->io);
+}
+
+/* Whether any layer has a range overlapping [sector, last] (ops not considered). */
+static __always_inline int iof_any_candidate(const struct iof_entry *e, __u64 sector, __u64 last)
+{
+	const struct iof_layer *l;
+	const struct iof_range *r;
+	__u32 li, i;
+
+#pragma unroll
+	for (li = 0; li < IOF_MAX_LAYERS; li++) {
+		if (li >= e->nr_layers)
+			break;
+		l = &e->layers[li];
+		i = iof_lower_bound(l, sector);
+		if (i >= l->nr_ranges)
+			continue;
+		r = IOF_RANGE(l->range_off + i);
+		if (r && r->start <= last)
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * The whole per-I/O path, cheapest test first: any filter at all (one load), the
- * disk's index word, then the match. `dedupe`: on should_fail_bio, the remainder of a
- * bio the kernel split and resubmitted (BIO_CHAIN set, same bio, the tail of a span
- * already judged) is skipped, so one bio is drawn and counted once. Returns
- * IOF_FAIL to fail the bio (observe: would fail).
+ * disk's index word, the entry's ops and span, then the match. `dedupe`: on
+ * should_fail_bio, the remainder of a bio the kernel split and resubmitted
+ * (BIO_CHAIN set, same bio, the tail of a span already judged) is skipped, so one bio
+ * is drawn and counted once. Returns IOF_FAIL to fail the bio (observe: would fail).
  */
 static __always_inline int iof_apply(struct bio *bio, const int probe, const int dedupe,
 				     const int enforce)
 {
-	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
 	const struct iof_entry *e;
+	struct iof_scratch *s;
 	struct iof_state *st;
 	struct iof_seen *seen, rec;
-	struct iof_dev disk = {};
+	struct iof_io io = {};
 	__u64 key = (__u64)bio, last;
 	__u32 slot = 0;
 	int ret;
 
-	if (iof_test_dead || !s)
+	if (iof_test_dead)
 		return IOF_NO_MATCH;
 	st = iof_state_get();
 	if (!st || !st->nr_disks)
 		return IOF_NO_MATCH;
-	if (!iof_locate_disk(bio, &s->io, probe))
+	if (!iof_locate_disk(bio, &io, probe))
 		return IOF_NO_MATCH;
-	disk = s->io.disk;
-	e = iof_lookup(&disk, &slot);
-	if (!e)
+	e = iof_lookup(&io.disk, &slot);
+	if (!e || !iof_locate_rest(bio, &io, probe, bio_remapped_bit))
 		return IOF_NO_MATCH;
-	__builtin_memset(&s->io, 0, sizeof(s->io));
-	__builtin_memset(&s->j, 0, sizeof(s->j));
-	s->io.disk = disk;
-	s->slot = slot;
-	if (!iof_locate_rest(bio, &s->io, probe, bio_remapped_bit))
-		return IOF_NO_MATCH;
-	s->io.bio = (__u64)bio;
-	last = s->io.nr_sectors ? s->io.sector + s->io.nr_sectors - 1 : s->io.sector;
+	last = io.nr_sectors ? io.sector + io.nr_sectors - 1 : io.sector;
+	if (io.nr_sectors && (!(io.ops & e->ops) || last < e->lo || io.sector > e->hi))
+		return IOF_NO_MATCH; /* the common case on a filtered disk: nowhere near a range */
+	if (io.nr_sectors && !iof_any_candidate(e, io.sector, last))
+		return IOF_NO_MATCH; /* between ranges: one descent per layer, nothing else */
 	if (dedupe && bio_chain_bit >= 0 &&
 	    (IOF_RD(probe, bio, bi_flags) & (1u << (bio_chain_bit & 15)))) {
 		seen = bpf_map_lookup_elem(&iof_seen, &key);
-		if (seen && seen->disk.major == disk.major && seen->disk.minor == disk.minor &&
-		    seen->first < s->io.sector && seen->last == last)
+		if (seen && seen->disk.major == io.disk.major &&
+		    seen->disk.minor == io.disk.minor && seen->first < io.sector &&
+		    seen->last == last)
 			return IOF_NO_MATCH;
 	}
+	s = iof_elem(&iof_scratch, 0);
+	if (!s)
+		return IOF_NO_MATCH;
+	io.slot = slot;
+	io.bio = (__u64)bio;
+	if (e->flags & IOF_ENTRY_SCOPED)
+		io.cg = (__u64)iof_bio_cgroup(bio, probe);
+	s->io = io;
 	ret = iof_match(e, &s->io, &s->j, enforce);
-	if (dedupe && ret != IOF_NO_MATCH && s->io.nr_sectors) {
-		rec.disk = disk;
-		rec.first = s->io.sector;
+	if (dedupe && ret != IOF_NO_MATCH && io.nr_sectors) {
+		rec.disk = io.disk;
+		rec.first = io.sector;
 		rec.last = last;
 		bpf_map_update_elem(&iof_seen, &key, &rec, BPF_ANY);
 	}

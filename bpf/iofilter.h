@@ -84,8 +84,11 @@ struct iof_layer {
 	__u32 node_off;                  /* first node in iof_nodes; levels stored root first */
 	__u32 nr_levels;                 /* 1..IOF_MAX_LEVELS */
 	__u32 level_off[IOF_MAX_LEVELS]; /* first node of each level, relative to node_off */
-	__u32 _pad;
+	__u32 narrow; /* every key < 2^63 (padding 2^63-1): keys compare by one subtraction */
 };
+
+/* The largest key of a narrow layer's tree: its padding. */
+#define IOF_NARROW_MAX ((1ULL << 63) - 1)
 
 struct iof_filter {
 	struct iof_dev dev;   /* the device the user named: the disk or a partition */
@@ -111,9 +114,15 @@ struct iof_entry {
 	struct iof_dev disk; /* the key: which disk this entry is for */
 	__u32 nr_filters;
 	__u32 nr_layers;
+	__u32 ops;         /* every op any range selects: an I/O with none of them is done */
+	__u32 flags;       /* IOF_ENTRY_* */
+	__u64 min_expires; /* the earliest filter expiry (0: none): before it, all are live */
+	__u64 lo, hi;      /* the lowest start and highest end of all ranges */
 	struct iof_layer layers[IOF_MAX_LAYERS];
 	struct iof_filter filters[IOF_MAX_FILTERS];
 };
+
+#define IOF_ENTRY_SCOPED 0x1u /* some filter has a cgroup scope: the bio's cgroup is needed */
 
 struct iof_counter {
 	__u64 matched; /* I/Os that overlapped this range with a selected op, while live */
@@ -192,21 +201,30 @@ struct iof_io {
 	__u32 nr_sectors;    /* 0: zero-length bio (e.g. an empty flush) */
 	__u32 ops;           /* IOF_OP_* carried by this bio */
 	__u64 bio;           /* the environment's handle on the bio */
-	__u64 cg;            /* the environment's handle on the bio's cgroup, 0 until looked up */
+	__u64 cg;            /* the environment's handle on the bio's cgroup (0: not needed) */
+	__u32 slot;          /* the disk entry's slot */
+	__u32 _pad;
 };
+
+#define IOF_NONE 0x1fu /* no filter (first_filter) */
+
+/* Ranges a bio's matches are remembered for, so that counting `failed` needs no
+ * second walk (a bio matching more ranges is walked again). */
+#define IOF_HITS 8
 
 /* Per-bio working state of one judgement. */
 struct iof_judge {
-	__u64 last;        /* last sector of the bio (clamped at 2^64-1) */
-	__u64 now;         /* lazily read clock */
-	__u32 known;       /* filters whose liveness was decided */
-	__u32 live;        /* of those, live and in scope */
-	__u32 matched;     /* filters the bio matched */
-	__u32 first_range; /* the first matched range's index in its filter (events) */
-	__s32 first_filter;
-	__s32 fail; /* the filter that fails the bio, or -1 */
-	__u32 truncated;
-	__u32 _pad;
+	__u64 last;                  /* last sector of the bio (clamped at 2^64-1) */
+	__u32 live;                  /* filters live (not expired) and in the bio's cgroup scope */
+	__u32 matched;               /* filters the bio matched */
+	__u32 first_range;           /* the first matched range's index in its filter (events) */
+	__u32 first_filter;          /* its filter, or IOF_NONE */
+	__s32 fail;                  /* the filter that fails the bio, or -1 */
+	__u32 truncated;             /* more ranges of a layer overlapped than were judged */
+	__u32 nr_hits;               /* matched ranges; the first IOF_HITS are below */
+	__u32 hit_counter[IOF_HITS]; /* their counter slots */
+	__u16 hit_index[IOF_HITS];   /* their index in their filter */
+	__u8 hit_filter[IOF_HITS];   /* their filter */
 };
 
 static inline __u32 iof_hash(__u32 major, __u32 minor)

@@ -27,6 +27,7 @@
  *   IOF_HAVE_FETCH                 -> whether IOF_FETCH_ADD may be used (5.12+ kernels)
  *   IOF_FETCH_ADD(p, v)            -> previous value of *p, atomically incremented by v
  *   IOF_CGROUP_MATCH(io, f)        -> 1 if the bio belongs to f's cgroup or below
+ *   IOF_LIVENESS(e, io)            -> iof_liveness(e, io), however the includer runs it
  *   IOF_EMIT(io, f, fs, range_index, outcome) -> report an event (may be a no-op)
  *   IOF_TRUNCATED()                -> count a bio judged on its first IOF_MAX_WALK ranges
  */
@@ -44,42 +45,67 @@ static __always_inline int iof_same_dev(const struct iof_dev *a, const struct io
 	return a->major == b->major && a->minor == b->minor;
 }
 
-static __always_inline int iof_live(const struct iof_entry *e, struct iof_io *io,
-				    struct iof_judge *j, __u32 fi)
+/* Which filters take part: live (not expired) and, if scoped, in the bio's cgroup. */
+static __always_inline __u32 iof_liveness(const struct iof_entry *e, struct iof_io *io)
 {
 	const struct iof_filter *f;
-	__u32 bit = 1u << fi;
+	__u32 fi, live = 0;
+	__u64 now = 0;
 
-	if (fi >= IOF_MAX_FILTERS)
-		return 0;
-	if (j->known & bit)
-		return !!(j->live & bit);
-	j->known |= bit;
-	f = &e->filters[fi];
-	if (f->expires_ns) {
-		if (!j->now)
-			j->now = IOF_NOW_NS();
-		if (j->now >= f->expires_ns)
-			return 0; /* expired: inert, even if user space never removes it */
+#pragma unroll
+	for (fi = 0; fi < IOF_MAX_FILTERS; fi++) {
+		if (fi >= e->nr_filters)
+			break;
+		f = &e->filters[fi];
+		if (f->expires_ns) {
+			if (!now)
+				now = IOF_NOW_NS();
+			if (now >= f->expires_ns)
+				continue; /* expired: inert, even if user space never removes it */
+		}
+		if (f->cgroup_id && !IOF_CGROUP_MATCH(io, f))
+			continue;
+		live |= 1u << fi;
 	}
-	if (f->cgroup_id && !IOF_CGROUP_MATCH(io, f))
-		return 0;
-	j->live |= bit;
-	return 1;
+	return live;
 }
 
-/* a < b for unsigned 64-bit values, without a branch (the borrow of a - b): the
- * verifier then has one path through a tree node, not one per key */
+/* Every filter of the entry, when none can be out of the game yet (no cgroup scope,
+ * none expired): the common case, without looking at each filter. 0 otherwise. */
+static __always_inline __u32 iof_all_live(const struct iof_entry *e)
+{
+	if (e->flags & IOF_ENTRY_SCOPED)
+		return 0;
+	if (e->min_expires && IOF_NOW_NS() >= e->min_expires)
+		return 0;
+	return e->nr_filters >= IOF_MAX_FILTERS ? 0xffffu : (1u << e->nr_filters) - 1;
+}
+
+/* a < b for unsigned 64-bit values without a branch (the borrow of a - b): the
+ * verifier then follows one path through a node instead of one per outcome */
 static __always_inline __u32 iof_lt(__u64 a, __u64 b)
 {
 	return (__u32)(((~a & b) | ((~a | b) & (a - b))) >> 63);
 }
 
-/* Index of the first range of a layer whose end >= sector (ranges sorted, disjoint). */
+/* a < b when both are below 2^63: the sign of a - b */
+static __always_inline __u32 iof_lt63(__u64 a, __u64 b)
+{
+	return (__u32)((a - b) >> 63);
+}
+
+#define IOF_COUNT_BELOW(n, x, lt)                                                                  \
+	(lt((n)->key[0], x) + lt((n)->key[1], x) + lt((n)->key[2], x) + lt((n)->key[3], x) +       \
+	 lt((n)->key[4], x) + lt((n)->key[5], x) + lt((n)->key[6], x) + lt((n)->key[7], x))
+
+/* Index of the first range of a layer whose end >= sector (ranges sorted, disjoint):
+ * one node per level; in each, eight independent compares the CPU runs side by side
+ * count the keys below `sector`. A narrow layer (every key and, after the entry's span
+ * test, the sector below 2^63) compares by one subtraction. */
 static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 sector)
 {
 	const struct iof_node *n;
-	__u32 k = 0, c, h;
+	__u32 k = 0, c, h, narrow = l->narrow && sector <= IOF_NARROW_MAX;
 
 #pragma unroll
 	for (h = 0; h < IOF_MAX_LEVELS; h++) {
@@ -88,10 +114,8 @@ static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 se
 		n = IOF_NODE(l->node_off + l->level_off[h] + k);
 		if (!n)
 			return l->nr_ranges;
-		c = iof_lt(n->key[0], sector) + iof_lt(n->key[1], sector) +
-		    iof_lt(n->key[2], sector) + iof_lt(n->key[3], sector) +
-		    iof_lt(n->key[4], sector) + iof_lt(n->key[5], sector) +
-		    iof_lt(n->key[6], sector) + iof_lt(n->key[7], sector);
+		c = narrow ? IOF_COUNT_BELOW(n, sector, iof_lt63)
+			   : IOF_COUNT_BELOW(n, sector, iof_lt);
 		if (h + 1 == l->nr_levels)
 			return k * IOF_NODE_KEYS + c;
 		k = k * (IOF_NODE_KEYS + 1) + c;
@@ -126,19 +150,25 @@ static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *i
 			c = IOF_COUNTER(r->counter);
 			if (c)
 				IOF_ADD(&c->failed, 1);
-			if (j->first_filter != j->fail) {
-				j->first_filter =
-				    j->fail; /* events name the failing filter's first range */
+			if ((__s32)j->first_filter != j->fail) {
+				/* events name the failing filter's first range */
+				j->first_filter = j->fail;
 				j->first_range = r->index;
 			}
 			continue;
 		}
-		if (!iof_live(e, io, j, r->filter))
+		if (r->filter >= IOF_MAX_FILTERS || !(j->live & (1u << r->filter)))
 			continue;
 		c = IOF_COUNTER(r->counter);
 		if (c)
 			IOF_ADD(&c->matched, 1);
-		if (!j->matched) {
+		if (j->nr_hits < IOF_HITS) {
+			j->hit_counter[j->nr_hits & (IOF_HITS - 1)] = r->counter;
+			j->hit_index[j->nr_hits & (IOF_HITS - 1)] = r->index;
+			j->hit_filter[j->nr_hits & (IOF_HITS - 1)] = r->filter;
+		}
+		j->nr_hits++;
+		if (j->first_filter == IOF_NONE) {
 			j->first_filter = r->filter;
 			j->first_range = r->index;
 		}
@@ -169,12 +199,12 @@ static __always_inline void iof_empty_flush(const struct iof_entry *e, struct io
 			continue;
 		if (!iof_same_dev(&f->dev, &io->dev) && !iof_same_dev(&f->dev, &io->disk))
 			continue;
-		if (!iof_live(e, io, j, fi))
+		if (!(j->live & (1u << fi)))
 			continue;
 		fs = IOF_FSTATS(f->stats);
 		if (fs)
 			IOF_ADD(&fs->flush_matched, 1);
-		if (!j->matched) {
+		if (j->first_filter == IOF_NONE) {
 			j->first_filter = fi;
 			j->first_range = 0;
 		}
@@ -223,6 +253,9 @@ static __always_inline void iof_decide(const struct iof_entry *e, struct iof_jud
 
 /* How one layer is walked; the BPF build verifies the walk once, as a function of
  * its own, instead of once per layer and phase. */
+#ifndef IOF_LIVENESS
+#define IOF_LIVENESS(e, io) iof_liveness((e), (io))
+#endif
 #ifndef IOF_WALK_LAYER
 #define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk((e), (io), (j), &(e)->layers[(li)], (phase))
 #endif
@@ -236,18 +269,26 @@ static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *i
 				     struct iof_judge *j, int enforce)
 {
 	const struct iof_filter *f;
+	struct iof_counter *c;
 	struct iof_fstats *fs;
 	__u32 li, fi;
 
 	j->fail = -1;
-	j->first_filter = -1;
+	j->first_filter = IOF_NONE;
+	j->first_range = 0;
+	j->matched = 0;
+	j->truncated = 0;
+	j->nr_hits = 0;
 	j->last = io->sector;
 	if (io->nr_sectors) {
 		j->last = io->sector + io->nr_sectors - 1;
 		if (j->last < io->sector) /* wrapped past 2^64-1 */
 			j->last = IOF_SECTOR_MAX;
-		if (!io->ops)
-			return IOF_NO_MATCH; /* an op no filter can select (e.g. zone append) */
+		if (!(io->ops & e->ops) || j->last < e->lo || io->sector > e->hi)
+			return IOF_NO_MATCH; /* no range has its op, or all are elsewhere */
+		j->live = iof_all_live(e) ?: IOF_LIVENESS(e, io);
+		if (!j->live)
+			return IOF_NO_MATCH;
 #pragma unroll
 		for (li = 0; li < IOF_MAX_LAYERS; li++) {
 			if (li >= e->nr_layers)
@@ -259,6 +300,7 @@ static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *i
 	} else {
 		if (!(io->ops & IOF_OP_FLUSH))
 			return IOF_NO_MATCH; /* zone management and other empty bios never match */
+		j->live = iof_all_live(e) ?: IOF_LIVENESS(e, io);
 		iof_empty_flush(e, io, j);
 	}
 	if (!j->matched)
@@ -267,7 +309,23 @@ static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *i
 
 	if (j->fail >= 0 && j->fail < IOF_MAX_FILTERS) {
 		f = &e->filters[j->fail];
-		if (io->nr_sectors) {
+		if (io->nr_sectors && j->nr_hits <= IOF_HITS) {
+			/* `failed` on the failing filter's ranges among those remembered */
+#pragma unroll
+			for (li = 0; li < IOF_HITS; li++) {
+				if (li >= j->nr_hits)
+					break;
+				if (j->hit_filter[li] != (__u32)j->fail)
+					continue;
+				c = IOF_COUNTER(j->hit_counter[li]);
+				if (c)
+					IOF_ADD(&c->failed, 1);
+				if ((__s32)j->first_filter != j->fail) {
+					j->first_filter = j->fail;
+					j->first_range = j->hit_index[li];
+				}
+			}
+		} else if (io->nr_sectors) {
 #pragma unroll
 			for (li = 0; li < IOF_MAX_LAYERS; li++) {
 				if (li >= e->nr_layers)
@@ -301,7 +359,7 @@ static __always_inline int iof_match(const struct iof_entry *e, struct iof_io *i
 			continue;
 		fs = IOF_FSTATS(f->stats);
 		if (fs)
-			IOF_EMIT(io, f, fs, (__s32)fi == j->first_filter ? j->first_range : 0,
+			IOF_EMIT(io, f, fs, fi == j->first_filter ? j->first_range : 0,
 				 IOF_OUTCOME_SPARED);
 		break;
 	}

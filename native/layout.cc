@@ -31,6 +31,9 @@ uint32_t tree_nodes(uint32_t n) {
 
 static void build_tree(LayerOut &l) {
   const uint32_t n = uint32_t(l.ranges.size());
+  // a narrow layer pads with 2^63-1 so that keys compare by one subtraction
+  l.narrow = n && l.ranges.back().end <= IOF_NARROW_MAX;
+  const uint64_t pad = l.narrow ? IOF_NARROW_MAX : IOF_SECTOR_MAX;
   std::vector<uint32_t> sizes = level_sizes(n);
   if (sizes.size() > IOF_MAX_LEVELS)
     range_error("a layer of " + std::to_string(n) + " ranges needs more than " + std::to_string(IOF_MAX_LEVELS) +
@@ -43,7 +46,7 @@ static void build_tree(LayerOut &l) {
   for (uint32_t k = 0; k < sizes[0]; k++) {
     for (uint32_t i = 0; i < B; i++) {
       uint32_t r = k * B + i;
-      leaves[k].key[i] = r < n ? l.ranges[r].end : IOF_SECTOR_MAX;
+      leaves[k].key[i] = r < n ? l.ranges[r].end : pad;
     }
     leaf_end[k] = std::min(n, (k + 1) * B);
   }
@@ -59,7 +62,7 @@ static void build_tree(LayerOut &l) {
         uint32_t c = first + i;
         // the last existing child is unbounded, so a sector past every key still
         // descends into a real node and lands one past its last range
-        nodes[m].key[i] = c < last_child ? l.ranges[below[c] - 1].end : IOF_SECTOR_MAX;
+        nodes[m].key[i] = c < last_child ? l.ranges[below[c] - 1].end : pad;
       }
       node_end[m] = below[last_child];
     }

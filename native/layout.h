@@ -18,6 +18,7 @@ struct LayerOut {
   std::vector<iof_range> ranges;   // sorted, disjoint
   std::vector<iof_node> nodes;     // levels root first
   std::vector<uint32_t> level_off; // first node of each level within `nodes`
+  bool narrow = false;             // every key below 2^63 (iof_layer.narrow)
 };
 
 // Assigns `ranges` (absolute sectors, any order) to layers and builds each layer's

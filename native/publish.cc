@@ -190,8 +190,20 @@ void Table::publish(const iof_dev &disk, const std::vector<Composed> &filters, L
   e->disk = disk;
   e->nr_filters = uint32_t(filters.size());
   e->nr_layers = uint32_t(layers.size());
-  for (uint32_t fi = 0; fi < filters.size(); fi++)
-    e->filters[fi] = filters[fi].f;
+  e->lo = IOF_SECTOR_MAX;
+  for (const iof_range &r : all) { // the program's first test: ops and span of the whole entry
+    e->ops |= r.ops;
+    e->lo = std::min<uint64_t>(e->lo, r.start);
+    e->hi = std::max<uint64_t>(e->hi, r.end);
+  }
+  for (uint32_t fi = 0; fi < filters.size(); fi++) {
+    const iof_filter &f = filters[fi].f;
+    e->filters[fi] = f;
+    if (f.cgroup_id)
+      e->flags |= IOF_ENTRY_SCOPED;
+    if (f.expires_ns && (!e->min_expires || f.expires_ns < e->min_expires))
+      e->min_expires = f.expires_ns;
+  }
   uint32_t ro = roff, no = noff;
   for (uint32_t li = 0; li < layers.size(); li++) {
     const LayerOut &l = layers[li];
@@ -200,6 +212,7 @@ void Table::publish(const iof_dev &disk, const std::vector<Composed> &filters, L
     dst.nr_ranges = uint32_t(l.ranges.size());
     dst.node_off = no;
     dst.nr_levels = uint32_t(l.level_off.size());
+    dst.narrow = l.narrow;
     for (uint32_t h = 0; h < l.level_off.size(); h++)
       dst.level_off[h] = l.level_off[h];
     for (const iof_range &r : l.ranges)

@@ -172,15 +172,28 @@ int main() {
         g_ranges.clear();
         g_nodes.clear();
         e.nr_filters = unsigned(filters.size());
-        for (size_t fi = 0; fi < filters.size(); fi++)
-          e.filters[fi] = filters[fi].f;
+        for (size_t fi = 0; fi < filters.size(); fi++) {
+          const iof_filter &f = filters[fi].f;
+          e.filters[fi] = f;
+          if (f.cgroup_id)
+            e.flags |= IOF_ENTRY_SCOPED;
+          if (f.expires_ns && (!e.min_expires || f.expires_ns < e.min_expires))
+            e.min_expires = f.expires_ns;
+        }
         e.nr_layers = unsigned(layers.size());
+        e.lo = IOF_SECTOR_MAX;
+        for (const iof_range &r : all) {
+          e.ops |= r.ops;
+          e.lo = r.start < e.lo ? r.start : e.lo;
+          e.hi = r.end > e.hi ? r.end : e.hi;
+        }
         for (size_t li = 0; li < layers.size(); li++) {
           iof_layer &l = e.layers[li];
           l.range_off = unsigned(g_ranges.size());
           l.nr_ranges = unsigned(layers[li].ranges.size());
           l.node_off = unsigned(g_nodes.size());
           l.nr_levels = unsigned(layers[li].level_off.size());
+          l.narrow = layers[li].narrow;
           for (size_t h = 0; h < layers[li].level_off.size(); h++)
             l.level_off[h] = layers[li].level_off[h];
           g_ranges.insert(g_ranges.end(), layers[li].ranges.begin(), layers[li].ranges.end());
