@@ -279,13 +279,18 @@ __attribute__((noinline)) int iof_live_filters(void)
 	return (int)iof_liveness(e, &s->io);
 }
 
-/* Whether any layer has a range overlapping [sector, last] (ops not considered). */
-static __always_inline int iof_any_candidate(const struct iof_entry *e, __u64 sector, __u64 last)
+/* Whether any layer of the entry in `slot` has a range overlapping [sector, last]
+ * (ops not considered): one descent per layer. A global function of its own, so that
+ * the descent's many temporaries do not weigh on the caller's stack. */
+__attribute__((noinline)) int iof_candidates(__u64 slot, __u64 sector, __u64 last)
 {
+	const struct iof_entry *e = iof_elem(&iof_entries, (__u32)slot);
 	const struct iof_layer *l;
 	const struct iof_range *r;
 	__u32 li, i;
 
+	if (!e)
+		return 0;
 #pragma unroll
 	for (li = 0; li < IOF_MAX_LAYERS; li++) {
 		if (li >= e->nr_layers)
@@ -333,7 +338,7 @@ static __always_inline int iof_apply(struct bio *bio, const int probe, const int
 	last = io.nr_sectors ? io.sector + io.nr_sectors - 1 : io.sector;
 	if (io.nr_sectors && (!(io.ops & e->ops) || last < e->lo || io.sector > e->hi))
 		return IOF_NO_MATCH; /* the common case on a filtered disk: nowhere near a range */
-	if (io.nr_sectors && !iof_any_candidate(e, io.sector, last))
+	if (io.nr_sectors && !iof_candidates(slot, io.sector, last))
 		return IOF_NO_MATCH; /* between ranges: one descent per layer, nothing else */
 	if (dedupe && bio_chain_bit >= 0 &&
 	    (IOF_RD(probe, bio, bi_flags) & (1u << (bio_chain_bit & 15)))) {

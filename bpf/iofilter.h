@@ -38,9 +38,9 @@
 #define IOF_MAX_RANGES 4096
 /* Ranges of one layer an I/O is judged against (a bigger I/O counts as truncated). */
 #define IOF_MAX_WALK 64
-/* Static search tree: keys per node, and levels (8 * 9^4 > IOF_MAX_RANGES). */
-#define IOF_NODE_KEYS 8
-#define IOF_MAX_LEVELS 5
+/* Static search tree: keys per node (two cache lines), and levels (16 * 17^3 > IOF_MAX_RANGES). */
+#define IOF_NODE_KEYS 16
+#define IOF_MAX_LEVELS 4
 /* Index probes: user space places every disk within this many buckets of its hash. */
 #define IOF_PROBES 8
 

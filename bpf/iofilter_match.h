@@ -96,10 +96,12 @@ static __always_inline __u32 iof_lt63(__u64 a, __u64 b)
 
 #define IOF_COUNT_BELOW(n, x, lt)                                                                  \
 	(lt((n)->key[0], x) + lt((n)->key[1], x) + lt((n)->key[2], x) + lt((n)->key[3], x) +       \
-	 lt((n)->key[4], x) + lt((n)->key[5], x) + lt((n)->key[6], x) + lt((n)->key[7], x))
+	 lt((n)->key[4], x) + lt((n)->key[5], x) + lt((n)->key[6], x) + lt((n)->key[7], x) +       \
+	 lt((n)->key[8], x) + lt((n)->key[9], x) + lt((n)->key[10], x) + lt((n)->key[11], x) +     \
+	 lt((n)->key[12], x) + lt((n)->key[13], x) + lt((n)->key[14], x) + lt((n)->key[15], x))
 
 /* Index of the first range of a layer whose end >= sector (ranges sorted, disjoint):
- * one node per level; in each, eight independent compares the CPU runs side by side
+ * one node per level; in each, sixteen independent compares the CPU runs side by side
  * count the keys below `sector`. A narrow layer (every key and, after the entry's span
  * test, the sector below 2^63) compares by one subtraction. */
 static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 sector)

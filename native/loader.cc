@@ -13,6 +13,7 @@ extern "C" {
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "empty.skel.h"
+#include "iofilter.h"
 #include "iofilter.skel.h"
 #include "iofilter_nofetch.skel.h"
 }
@@ -58,7 +59,7 @@ uint32_t Sizes::buckets() const { return pow2_at_least(4 * max_disks); }
 // waits for a grace period), plus room for the self-test
 uint32_t Sizes::entries() const { return 2 * max_disks + 2; }
 uint32_t Sizes::range_slots() const { return 2 * max_ranges + 16; }
-uint32_t Sizes::node_slots() const { return 2 * (max_ranges / 4 + max_disks * 8) + 16; }
+uint32_t Sizes::node_slots() const { return 2 * (max_ranges / 8 + max_disks * IOF_MAX_LAYERS) + 16; }
 uint32_t Sizes::filter_slots() const { return 2 * max_filters + 4; }
 
 Loaded::~Loaded() {
