@@ -3,6 +3,8 @@
 #include "facts.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <linux/membarrier.h>
@@ -84,6 +86,23 @@ static std::string lockdown(const std::map<std::string, std::string> &cfg) {
   return "unknown";
 }
 
+// Addresses of `names` in /proc/kallsyms, in one pass; an absent symbol is left out,
+// a hidden address (kptr_restrict, no CAP_SYSLOG) reads 0.
+static std::map<std::string, unsigned long long> symbol_addresses(const std::vector<std::string> &names) {
+  std::map<std::string, unsigned long long> out;
+  std::ifstream f("/proc/kallsyms");
+  std::string line;
+  while (out.size() < names.size() && std::getline(f, line)) {
+    auto sp = line.rfind(' ');
+    if (sp == std::string::npos)
+      continue;
+    for (const std::string &n : names)
+      if (line.compare(sp + 1, std::string::npos, n) == 0 && !out.count(n))
+        out[n] = strtoull(line.c_str(), nullptr, 16);
+  }
+  return out;
+}
+
 bool has_symbol(const char *name) {
   std::ifstream f("/proc/kallsyms");
   std::string line;
@@ -161,7 +180,7 @@ KernelFacts read_facts() {
   k.config = kconfig(k.release);
   k.lockdown = lockdown(k.config);
   k.btf = access("/sys/kernel/btf/vmlinux", R_OK) == 0;
-  bool blkcg = false;
+  bool blkcg = false, mod_nop = false;
   if (struct btf *vmlinux = btf__load_vmlinux_btf()) {
     k.bio_remapped_bit = enum_value(vmlinux, "BIO_REMAPPED");
     k.bio_chain_bit = enum_value(vmlinux, "BIO_CHAIN");
@@ -171,8 +190,18 @@ KernelFacts read_facts() {
     // per-program miss counter: 5.12 (commit 9ed9e9ba2337 "bpf: Count the number of times recursion was prevented")
     k.recursion_misses = btf__find_by_name_kind(vmlinux, "bpf_prog_inc_misses_counter", BTF_KIND_FUNC) > 0;
     blkcg = btf__find_by_name_kind(vmlinux, "blkcg_gq", BTF_KIND_STRUCT) > 0;
+    mod_nop = enum_value(vmlinux, "BPF_MOD_NOP") >= 0;
     btf__free(vmlinux);
   }
+  // ftrace's jmp tag: the config says; without it, BPF_MOD_NOP (ae4a3160d19c, same 6.19
+  // series; absent from 6.12's BTF, present in 7.2's); without BTF, any release after 6.12
+  auto jmp = k.config.find("CONFIG_DYNAMIC_FTRACE_WITH_JMP");
+  if (jmp != k.config.end())
+    k.ftrace_jmp_tag = jmp->second == "y";
+  else if (k.config.empty())
+    k.ftrace_jmp_tag = k.btf ? mod_nop : k.version > 6012;
+  if (k.ftrace_jmp_tag)
+    k.ftrace_callbacks = symbol_addresses({"kprobe_ftrace_handler", "arch_ftrace_ops_list_func"});
   k.fetch_atomics = probe_fetch_atomics();
   k.cgroups = blkcg && cgroup2_mounted();
   k.cpus = int(sysconf(_SC_NPROCESSORS_ONLN));
@@ -186,20 +215,63 @@ KernelFacts read_facts() {
     k.notes.push_back("kernel without blkcg (CONFIG_BLK_CGROUP): cgroup-scoped filters cannot work");
   else if (!k.cgroups)
     k.notes.push_back("no cgroup v2 mount: cgroup-scoped filters cannot work");
+  auto list = k.ftrace_callbacks.find("arch_ftrace_ops_list_func");
+  if (list != k.ftrace_callbacks.end() && (list->second & 1))
+    k.notes.push_back("this kernel oopses on any function traced by two ftrace users at once (its ftrace list "
+                      "function is at an odd address, read as a jmp tag): with fmod_ret attached, no kprobe or "
+                      "function tracer may be put on should_fail_bio");
   return k;
 }
 
 /*
- * kprobe + bpf_override_return on should_fail_bio, measured on the project's test
- * kernels: harmless on 5.10, 6.1 and 6.12; on 7.2 every overridden bio oopses
- * ("kernel tried to execute NX-protected page"). See README "Kernel matrix" for the
- * cause as investigated. Until a kernel is known good, 7.x is refused up front:
- * production hosts run with panic_on_oops, so this cannot be left to a self-test.
+ * Why kprobe mode crashed the 7.2 test kernel (README "kprobe mode on 7.x"). Since 6.19
+ * (0c3772a8db1f "x86/ftrace: Implement DYNAMIC_FTRACE_WITH_JMP"), x86's
+ * ftrace_call_replace() patches a target with bit 0 set in as `jmp target & ~1`, assuming
+ * aligned functions. Not only BPF trampolines go through it: a re-registered kprobe
+ * ftrace_ops gets its trampoline's call rewritten (arch_ftrace_update_trampoline), two
+ * ftrace users on one function make the shared caller call the list function
+ * (ftrace_update_ftrace_func). Where functions may sit at odd addresses (-Os with GCC < 14
+ * ignores -falign-functions), ftrace then jumps into the last byte of the function before:
+ * on the test kernel a `ret` popping pt_regs->r15 (NX fault), or `ff 0f` (write to the
+ * traced ip). Measured: the first kprobe of a boot works, every later one oopses on its
+ * first bio, even an empty program; 6.12 has odd addresses but no tag; the same 7.2 built
+ * -O2 (aligned) is fine. So: refuse when ftrace may tag and a callback is odd or hidden,
+ * from facts alone, as a crash under panic_on_oops takes the host down.
  */
 std::string kprobe_override_hazard(const KernelFacts &k) {
-  if (k.version >= 7000)
-    return "kprobe + bpf_override_return on should_fail_bio crashes Linux " + k.release.substr(0, k.release.find('-')) +
-           " (every overridden bio oopses; measured on 7.2): refused, use fmod_ret";
+  // kprobes not on ftrace (int3) never have ftrace patch a callback in
+  if (!k.ftrace_jmp_tag || !k.ftrace_callbacks.count("kprobe_ftrace_handler"))
+    return "";
+  static const char *tag =
+      "this kernel's ftrace reads bit 0 of a call target as \"jmp\" (CONFIG_DYNAMIC_FTRACE_WITH_JMP)";
+  // the kprobe's own callback first: it alone is enough to crash
+  static const std::pair<const char *, const char *> callbacks[] = {
+      {"kprobe_ftrace_handler", "from the second kprobe registration of a boot on"},
+      {"arch_ftrace_ops_list_func", "whenever another ftrace user shares should_fail_bio"},
+  };
+  for (const auto &[name, when] : callbacks) {
+    auto it = k.ftrace_callbacks.find(name);
+    if (it != k.ftrace_callbacks.end() && (it->second & 1)) {
+      char hex[24];
+      snprintf(hex, sizeof(hex), "%llx", it->second);
+      return std::string("refused, a kprobe on should_fail_bio would crash this kernel: ") + tag + " and " + name +
+             " is at an odd address (" + hex +
+             "; functions unaligned, as e.g. -Os builds with GCC < 14 leave them), so " +
+             "ftrace jumps into the byte before it and every bio oopses " + when + "; use fmod_ret";
+    }
+  }
+  auto cfg = [&](const char *opt) {
+    auto it = k.config.find(opt);
+    return it == k.config.end() ? std::string() : it->second;
+  };
+  bool aligned = cfg("CONFIG_CC_HAS_SANE_FUNCTION_ALIGNMENT") == "y" || cfg("CONFIG_CC_OPTIMIZE_FOR_SIZE") == "n";
+  bool hidden = false;
+  for (const auto &[name, addr] : k.ftrace_callbacks)
+    hidden = hidden || addr == 0;
+  if (hidden && !aligned)
+    return std::string("refused, a crash cannot be ruled out: ") + tag +
+           ", and /proc/kallsyms hides the addresses of its ftrace callbacks (kptr_restrict): if one is odd, a kprobe "
+           "on should_fail_bio oopses on every bio; use fmod_ret";
   return "";
 }
 

@@ -23,6 +23,12 @@ struct KernelFacts {
   bool recursion_misses = false; // bpf_prog_info.recursion_misses (5.12+)
   bool cgroups = false;          // cgroup v2 mounted, blkcg in the kernel
   bool membarrier = false;       // MEMBARRIER_CMD_GLOBAL usable: a real RCU grace period
+  // ftrace reads bit 0 of a call target as "jmp, not call" (CONFIG_DYNAMIC_FTRACE_WITH_JMP,
+  // x86-64, 6.19+), or may: the config is unreadable and BTF or the version says so
+  bool ftrace_jmp_tag = false;
+  // ftrace callbacks a kprobe makes ftrace patch in, by name: address from /proc/kallsyms,
+  // 0 when hidden (kptr_restrict); read only when ftrace_jmp_tag
+  std::map<std::string, unsigned long long> ftrace_callbacks;
   int cpus = 1;
   std::vector<std::string> notes;
 
@@ -34,8 +40,8 @@ KernelFacts read_facts();
 
 bool has_symbol(const char *name);
 
-// Why overriding should_fail_bio's return from a kprobe is known to crash this
-// kernel, or "" (see the comment in facts.cc for the evidence).
+// Why a kprobe on should_fail_bio would crash this kernel (or cannot be ruled out),
+// or "": decided from facts alone, nothing attached (evidence: the comment in facts.cc).
 std::string kprobe_override_hazard(const KernelFacts &k);
 
 // How replaced memory waits for programs still running, for Status.
