@@ -8,12 +8,11 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { IoFilterClient } from '../../client';
 import { LOADER_OPTIONS } from '../../proto';
-import { RunningAgent, startAgent, AGENT_MAIN } from '../helpers/agent';
-import { createLoop, directIo, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, directIo, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host agent tests skipped: ${skipReason}`);
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent));
 
 d('iofilter-agent on the host kernel (observe mode)', () => {
   const pinDir = `/sys/fs/bpf/iofilter-agent-test-${process.pid}`;

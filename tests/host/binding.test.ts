@@ -5,11 +5,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../../native';
 import { ROOT } from '../helpers/common';
-import { createLoop, directIo, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { createLoop, directIo, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 
-const skipReason = loopUnavailableReason();
-const d = skipReason ? describe.skip : describe;
-if (skipReason) console.warn(`host binding tests skipped: ${skipReason}`);
+const d = describeIf(hostUnavailableReason(BUILT.addon));
 
 const ADDON = path.join(ROOT, 'build', 'Release', 'iofilter.node');
 const pinDir = `/sys/fs/bpf/iofilter-test-${process.pid}`;

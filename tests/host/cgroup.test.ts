@@ -16,6 +16,7 @@ import { IoFilterClient } from '../../client';
 import { Io, runCli } from '../../client/cli';
 import { fakeKernel } from '../helpers/fake-kernel';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { builtReason, describeIf } from '../helpers/tier';
 import { ROOT } from '../helpers/common';
 
 const resolver = new CgroupResolver();
@@ -30,13 +31,9 @@ function unavailable(): string | null {
     return `no usable cgroup2 mount: ${(e as Error).message}`;
   }
   if (spawnSync('unshare', ['--help']).status !== 0) return 'no unshare(1) (util-linux)';
-  if (!fs.existsSync(BUILT)) return 'the project is not built (npm run build): the namespace test runs dist/agent/cgroup.js';
-  return null;
+  return builtReason('dist/agent/cgroup.js'); // the namespace test runs it
 }
-const skipReason = unavailable();
-if (skipReason) console.warn(`host cgroup tests skipped: ${skipReason}`);
-// under CI a skipped tier is a failure: say why instead of skipping
-const d = skipReason ? (process.env.CI === 'true' ? (n: string) => test(n, () => { throw new Error(skipReason); }) : describe.skip) : describe;
+const d = describeIf(unavailable());
 
 const ino = (p: string) => BigInt(execFileSync('stat', ['-c', '%i', p], { encoding: 'utf8' }).trim());
 const words = (f: string) => fs.readFileSync(f, 'utf8').split(/\s+/).filter(Boolean);

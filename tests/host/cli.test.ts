@@ -6,14 +6,13 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
-import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { freePort, ROOT } from '../helpers/common';
 
 const CLI = path.join(ROOT, 'dist', 'client', 'cli.js');
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) && fs.existsSync(CLI) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host CLI tests skipped: ${skipReason}`);
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent, BUILT.cli));
 
 async function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return promisify(execFile)(process.execPath, [CLI, '--timeout', '5s', ...args]).then(

@@ -12,15 +12,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { IoFilterClient } from '../../client';
-import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
-import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'client', 'cli.js');
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) && fs.existsSync(CLI) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host run/halt tests skipped: ${skipReason}`);
-// under CI a suite that cannot run is a failure, not a skip
-if (skipReason && process.env.CI) test('host run/halt tests can run', () => expect(skipReason).toBeNull());
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent, BUILT.cli));
 
 type Event = Record<string, any> & { event: string };
 interface Ran {

@@ -8,12 +8,11 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { IoFilterClient } from '../../client';
 import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
-import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { createLoop, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { freePort } from '../helpers/common';
 
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host security tests skipped: ${skipReason}`);
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent));
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-sec-'));
 const f = (name: string) => path.join(tmp, name);

@@ -8,11 +8,10 @@ import { promisify } from 'node:util';
 import { IoFilterClient } from '../../client';
 import type { StatusResponse__Output } from '../../proto/gen/iofilter/v1/StatusResponse';
 import { ROOT } from '../helpers/common';
+import { describeIf } from '../helpers/tier';
 import { Vm, vmUnavailableReason } from '../helpers/vm';
 
-const skipReason = vmUnavailableReason();
-if (skipReason) console.warn(`VM end-to-end tests skipped: ${skipReason}`);
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(vmUnavailableReason());
 
 const run = promisify(execFile);
 const PIN_DIR = '/sys/fs/bpf/iofilter';
