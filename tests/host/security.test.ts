@@ -1,7 +1,6 @@
 // Safety and security against a real agent: mTLS with roles, the listen rule,
-// protected devices, the audit trail, and a fuzz run that must change nothing.
+// protected devices and the audit trail. (Hostile input: fuzz.test.ts.)
 import { execFileSync, spawnSync } from 'node:child_process';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -228,92 +227,4 @@ d('protected devices', () => {
       l.detach(); // also when it failed: no loop device left behind
     }
   });
-});
-
-d('hostile input: 10,000+ malformed requests change nothing', () => {
-  let agent: RunningAgent;
-  let disk: LoopDevice;
-  const pinDir = `/sys/fs/bpf/iofilter-fuzz-test-${process.pid}`;
-  const fifo = `/dev/iofilter-fuzz-fifo-${process.pid}`;
-  const loopA = `/dev/iofilter-fuzz-loop-a-${process.pid}`;
-  const loopB = `/dev/iofilter-fuzz-loop-b-${process.pid}`;
-
-  beforeAll(async () => {
-    disk = createLoop(16);
-    agent = await startAgent({ pinDir, attach: 'observe' });
-    execFileSync('mkfifo', [fifo]);
-    fs.symlinkSync(loopB, loopA);
-    fs.symlinkSync(loopA, loopB);
-  });
-  afterAll(async () => {
-    const c = new IoFilterClient(agent.address);
-    await c.detach().catch(() => undefined);
-    c.close();
-    await agent.stop();
-    for (const p of [fifo, loopA, loopB]) fs.rmSync(p, { force: true });
-    disk?.detach();
-  });
-
-  const dump = () => ['index', 'entries', 'ranges', 'nodes', 'counters', 'fstats', 'meta', 'state'].map((m) => execFileSync('bpftool', ['map', 'dump', 'pinned', `${pinDir}/${m}`], { encoding: 'utf8', maxBuffer: 1 << 30 })).join('\n');
-
-  test('every request is answered with an error, the agent keeps serving, the maps are byte-for-byte unchanged', async () => {
-    const client = new IoFilterClient(agent.address, { timeoutMs: 10_000 });
-    await client.setFilter({ device: disk.path, ranges: [{ start: 10, end: 20, ops: ['OP_WRITE'] }], ttlMs: 600_000, maxFailures: 5 });
-    const before = dump();
-    // raw channel for bytes that are not even a message
-    const raw = new grpc.Client(agent.address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 });
-    const rawCall = (method: string, bytes: Buffer) =>
-      new Promise<string>((resolve) =>
-        raw.makeUnaryRequest(`/iofilter.v1.IoFilterService/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + 10_000 }, (e) =>
-          resolve(e ? grpc.status[e.code] : 'OK'),
-        ),
-      );
-
-    const rnd = (n: number) => crypto.randomInt(n);
-    const pick = <T>(a: T[]) => a[rnd(a.length)];
-    const hugeNums = ['18446744073709551615', '9223372036854775807', '-1', '-9223372036854775808', '4294967296', '99999999999999999999'];
-    const badDevices = ['', '8', '8:', 'a:b', ':', '::', '4294967296:0', '-1:0', '7:-1', '0:0', '1e3:1', ' 7:0', '7:0 ', '7:0\0', '/dev/../etc/passwd', '/etc/passwd', '/dev/null', '/dev', fifo, loopA,
-      '/dev/iofilter-does-not-exist', '../../dev/sda', 'x'.repeat(5000), '\u{1F4A3}:\u{1F4A3}', '%s%s%n', '7:0;rm -rf /'];
-    const cases: (() => Promise<string>)[] = [
-      // random bytes on every method
-      () => rawCall(pick(['SetFilter', 'DeleteFilter']), crypto.randomBytes(rnd(512))),
-      // SetFilter on our device with hostile values (the device is valid: only the rest is wrong)
-      () => client.setFilter({ device: disk.path, ranges: [{ start: pick(hugeNums), end: pick(hugeNums), ops: ['OP_WRITE'] }] }).then(() => 'OK', (e) => grpc.status[e.code]),
-      () => client.setFilter({ device: disk.path, ranges: [{ start: 5, end: 1, ops: ['OP_READ'] }] }).then(() => 'OK', (e) => grpc.status[e.code]),
-      () => client.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'], probability: pick([NaN, 0, -1, 1.0000001, Infinity, -Infinity, 1e308]) }).then(() => 'OK', (e) => grpc.status[e.code]),
-      () => client.setFilter({ device: disk.path, wholeDeviceOps: ['OP_WRITE'], ttlMs: pick(['-1', '-9223372036854775808', '9223372036854775807', '3600001']) }).then(() => 'OK', (e) => grpc.status[e.code]),
-      () => client.setFilter({ device: disk.path, ranges: [{ start: 0, end: 1, ops: [pick([0, 6, 99, -1, 2147483647]) as unknown as 'OP_READ'] }] }).then(() => 'OK', (e) => grpc.status[e.code]),
-      () => client.setFilter({ device: disk.path, ranges: Array.from({ length: 4097 + rnd(200) }, (_, i) => ({ start: i, end: i, ops: ['OP_READ' as const] })) }).then(() => 'OK', (e) => grpc.status[e.code]),
-      // bad devices on SetFilter and DeleteFilter
-      () => client.setFilter({ device: pick(badDevices), wholeDeviceOps: ['OP_WRITE'] }).then(() => 'OK', (e) => grpc.status[e.code]),
-      () => client.deleteFilter(pick(badDevices)).then(() => 'OK', (e) => grpc.status[e.code]),
-      // Attach with modes that do not exist, sent as raw enum numbers (field 1, varint)
-      () => rawCall('Attach', Buffer.from([0x08, 5 + rnd(120)])),
-    ];
-    const tally = new Map<string, number>();
-    let sent = 0;
-    const started = Date.now();
-    const worker = async () => {
-      while (sent < 10_000) {
-        sent++;
-        const code = await pick(cases)();
-        tally.set(code, (tally.get(code) ?? 0) + 1);
-      }
-    };
-    await Promise.all(Array.from({ length: 32 }, worker));
-    // one request of a million ranges: over the message limit
-    const million = await client.setFilter({ device: disk.path, ranges: Array.from({ length: 1_000_000 }, () => ({ start: 1, end: 2, ops: ['OP_READ' as const] })) }).then(() => 'OK', (e) => grpc.status[e.code]);
-    tally.set(million, (tally.get(million) ?? 0) + 1);
-    const ms = Date.now() - started;
-    console.log(`fuzz: ${sent + 1} requests in ${ms} ms; answers: ${JSON.stringify(Object.fromEntries(tally))}`);
-
-    expect(million).toBe('RESOURCE_EXHAUSTED');
-    expect(tally.get('OK')).toBeUndefined();
-    expect([...tally.values()].reduce((a, b) => a + b, 0)).toBe(sent + 1);
-    expect(await client.status().then(() => 'serving')).toBe('serving');
-    expect(dump()).toBe(before);
-    expect(agent.proc.exitCode).toBeNull();
-    raw.close();
-    client.close();
-  }, 300_000);
 });
