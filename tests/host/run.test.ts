@@ -15,6 +15,7 @@ import { IoFilterClient } from '../../client';
 import { RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, LoopDevice } from '../helpers/loop';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
+import { until } from '../helpers/wait';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'client', 'cli.js');
 const d = describeIf(hostUnavailableReason(BUILT.agent, BUILT.cli));
@@ -295,13 +296,29 @@ steps:
     const chk = checkScript('dry');
     fs.rmSync(chk.log);
     const rpcs = () => agents.map((a) => (a.logs().match(/"msg":"rpc"/g) ?? []).length);
+    // Log lines reach us later than answers: instead of sleeping, a marker call to each
+    // agent (a DeleteFilter of a device that does not exist, named in its audit log line)
+    // whose line we wait for; lines are written in order, so every earlier one is in.
+    let markers = 0;
+    const marker = () => {
+      const dev = `7:${1048575 - markers++}`;
+      return Promise.all(
+        agents.map(async (a) => {
+          const c = new IoFilterClient(a.address, { timeoutMs: 5000 });
+          expect(await c.deleteFilter(dev)).toMatchObject({ existed: false });
+          c.close();
+          await until(() => a.logs().includes(`"device":"${dev}"`), `the log line of marker ${dev} on ${a.address}`);
+        }),
+      );
+    };
+    await marker();
     const before = rpcs();
     const r = await ctl(['run', '--dry-run', plan(`hosts: [${hosts.join(', ')}]\ncheck: { command: ${chk.script} }\nsteps:\n  - { hosts: 1, set: { device: ${disk.path}, ops: [write] }, hold: 1m }\n`)]);
     expect(r.code).toBe(0);
     expect(r.events).toEqual([expect.objectContaining({ event: 'plan', dryRun: true, hosts, steps: [expect.objectContaining({ hosts: hosts.slice(0, 1), holdMs: 60_000 })] })]);
     expect(r.stderr).toBe('dry run: nothing was sent, no check was run\n');
-    await new Promise((res) => setTimeout(res, 300)); // an RPC would be logged by now
-    expect(rpcs()).toEqual(before);
+    await marker();
+    expect(rpcs()).toEqual(before.map((n) => n + 1)); // the marker's own line, and nothing from the CLI
     expect(fs.existsSync(chk.log)).toBe(false);
   });
 });

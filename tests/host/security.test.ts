@@ -9,6 +9,7 @@ import { IoFilterClient } from '../../client';
 import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, LoopDevice } from '../helpers/loop';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
+import { until } from '../helpers/wait';
 import { freePort } from '../helpers/common';
 
 const d = describeIf(hostUnavailableReason(BUILT.agent));
@@ -54,15 +55,7 @@ d('mTLS, roles and the audit trail', () => {
     const port = await freePort();
     agent = await startAgent({ pinDir, listen: `127.0.0.1:${port}`, args: ['--config', f('agent.json')], waitReady: false });
     const c = new IoFilterClient(agent.address, { tls: tlsOf('alice'), timeoutMs: 2000 });
-    for (let i = 0; ; i++) {
-      try {
-        await c.status();
-        break;
-      } catch (e) {
-        if (i > 100) throw new Error(`TLS agent did not answer: ${(e as Error).message}\n${agent.logs()}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await until(() => c.status().then(() => true, () => false), `the TLS agent to answer\n${agent.logs()}`);
     c.close();
   });
   afterAll(async () => {
@@ -157,7 +150,7 @@ d('the listen rule', () => {
   });
   test('--insecure starts anyway, with a warning in the log', async () => {
     const a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-listen-test-${process.pid}`, attach: 'none', listen: `0.0.0.0:${await freePort()}`, args: ['--insecure'], waitReady: false });
-    for (let i = 0; i < 100 && !/serving/.test(a.logs()); i++) await new Promise((r) => setTimeout(r, 100));
+    await until(() => /serving/.test(a.logs()), 'the agent to log that it is serving');
     expect(a.logs()).toMatch(/"level":40.*INSECURE: listening on 0\.0\.0\.0/);
     await a.stop();
   });
@@ -182,7 +175,7 @@ d('protected devices', () => {
     const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
     return line?.split(' ')[2] ?? '0:0';
   })();
-  const rootOnBlock = !rootDev.startsWith('0:') && fs.existsSync(`/sys/dev/block/${rootDev}`);
+  const rootReason = !rootDev.startsWith('0:') && fs.existsSync(`/sys/dev/block/${rootDev}`) ? null : `/ is not on a block device here (${rootDev}): nothing holds / to protect`;
 
   beforeAll(async () => {
     agent = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-protect-test-${process.pid}`, attach: 'observe' });
@@ -194,28 +187,54 @@ d('protected devices', () => {
     await agent.stop();
   });
 
-  (rootOnBlock ? test : test.skip)(`the device holding / (${rootDev}) is refused, naming the mount`, async () => {
-    const err = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_READ'] }).catch((e) => e);
-    expect(grpc.status[err.code]).toBe('FAILED_PRECONDITION');
-    expect(err.details).toMatch(new RegExp(`${rootDev}.*is protected.*holds / \\(\\w+ on \\S+ at /\\).*protect\\.allow`));
-    const e2 = await client.setFilter({ device: rootDev, ranges: [{ start: 0, end: 7, ops: ['OP_WRITE'] }] }).catch((e) => e);
-    expect(grpc.status[e2.code]).toBe('FAILED_PRECONDITION');
-    // a cgroup scope does not make it allowed
-    const e3 = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/' }).catch((e) => e);
-    expect(grpc.status[e3.code]).toBe('FAILED_PRECONDITION');
-    expect(e3.details).toMatch(/is protected/);
-    expect((await client.status()).filters).toHaveLength(0);
+  describeIf(rootReason)('the device holding /', () => {
+    test(`the device holding / (${rootDev}) is refused, naming the mount`, async () => {
+      const err = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_READ'] }).catch((e) => e);
+      expect(grpc.status[err.code]).toBe('FAILED_PRECONDITION');
+      expect(err.details).toMatch(new RegExp(`${rootDev}.*is protected.*holds / \\(\\w+ on \\S+ at /\\).*protect\\.allow`));
+      const e2 = await client.setFilter({ device: rootDev, ranges: [{ start: 0, end: 7, ops: ['OP_WRITE'] }] }).catch((e) => e);
+      expect(grpc.status[e2.code]).toBe('FAILED_PRECONDITION');
+      // a cgroup scope does not make it allowed
+      const e3 = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_WRITE'], cgroupPath: '/' }).catch((e) => e);
+      expect(grpc.status[e3.code]).toBe('FAILED_PRECONDITION');
+      expect(e3.details).toMatch(/is protected/);
+      expect((await client.status()).filters).toHaveLength(0);
+    });
+
+    test('protect.allow in the config lets it through (observe mode: counts only)', async () => {
+      const cfg = f('allow.json');
+      fs.writeFileSync(cfg, JSON.stringify({ protect: { allow: [rootDev] } }));
+      const a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-allow-test-${process.pid}`, attach: 'observe', args: ['--config', cfg] });
+      const c = new IoFilterClient(a.address);
+      expect(await codeOf(c.setFilter({ device: rootDev, ranges: [{ start: 0, end: 0, ops: ['OP_DISCARD'] }], ttlMs: 1000 }))).toBe('OK');
+      await c.detach();
+      c.close();
+      await a.stop();
+    });
   });
 
-  (rootOnBlock ? test : test.skip)('protect.allow in the config lets it through (observe mode: counts only)', async () => {
-    const cfg = f('allow.json');
-    fs.writeFileSync(cfg, JSON.stringify({ protect: { allow: [rootDev] } }));
-    const a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-allow-test-${process.pid}`, attach: 'observe', args: ['--config', cfg] });
-    const c = new IoFilterClient(a.address);
-    expect(await codeOf(c.setFilter({ device: rootDev, ranges: [{ start: 0, end: 0, ops: ['OP_DISCARD'] }], ttlMs: 1000 }))).toBe('OK');
-    await c.detach();
-    c.close();
-    await a.stop();
+  test('a device holding the agent\'s own files (its audit log) is refused, on any machine', async () => {
+    // the same rule as for /, without depending on what / is here: an ext4 on a loop device holds the audit log
+    const l = createLoop(16);
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-protect-'));
+    let a: RunningAgent | undefined;
+    try {
+      execFileSync('mkfs.ext4', ['-q', '-F', l.path]);
+      execFileSync('mount', [l.path, mnt]);
+      a = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-ownfiles-test-${process.pid}`, attach: 'observe', args: ['--audit-log', path.join(mnt, 'audit.jsonl')] });
+      const c = new IoFilterClient(a.address);
+      const err = await c.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }).catch((e) => e);
+      expect(grpc.status[err.code]).toBe('FAILED_PRECONDITION');
+      expect(err.details).toMatch(new RegExp(`is protected.*holds the agent's files \\(${path.join(mnt, 'audit.jsonl')}\\)`));
+      expect((await c.status()).filters).toHaveLength(0);
+      await c.detach();
+      c.close();
+    } finally {
+      await a?.stop();
+      spawnSync('umount', [mnt]);
+      fs.rmSync(mnt, { recursive: true, force: true });
+      l.detach();
+    }
   });
 
   test('a loop device backed by a file is not protected', async () => {
