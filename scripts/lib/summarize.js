@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The end of scripts/test: reads each tier's jest --json results and prints the one
 // closing line "N passed, N failed" (the last line on stdout); per-tier figures and
-// every test or suite that did not run, with its reason, go to stderr. Under CI
-// (CI=true) everything that did not run counts as failed - a skipped or todo test, a
-// suite that failed to load, a tier with no results - because a machine that cannot
-// run a tier is a failed CI. Outside CI skips are allowed, and listed.
+// every test or suite that did not run, with its reason, go to stderr. A suite that
+// could not run and a tier with no results always count as failed. Skipped and todo
+// tests are allowed outside CI, and listed; under CI (CI=true) each counts as failed,
+// because a machine that cannot run a tier is a failed CI. (CI is read as
+// tests/helpers/tier.ts reads it: set, and not "0" or "false".)
 //   node scripts/lib/summarize.js RESULTS_DIR TIER...   (reads RESULTS_DIR/TIER.json)
 'use strict';
 const fs = require('fs');
