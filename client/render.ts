@@ -52,11 +52,33 @@ function stateLine(s?: AttachState__Output | null): string {
   return `attached ${wireModeWord(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}`;
 }
 
+/**
+ * What an operator must know about the attached program beyond its mode: a link that
+ * is not pinned (filters end with the agent), the attach-time self-test, and each
+ * program's recursion misses (I/O it skipped: faults that could not be injected).
+ */
+export function attachDetailLines(s: AttachState__Output | null | undefined, c: Colors): string[] {
+  if (!s?.attached) return [];
+  const lines: string[] = [];
+  const mode = wireModeWord(s.mode);
+  if (!s.pinned)
+    lines.push(`  ${c.yellow('pinned: false:')} this kernel cannot pin the ${mode} link${mode === 'kprobe' ? ' (kprobe links need 5.15)' : ''}: the program and its filters end when the agent exits`);
+  const t = s.selfTest;
+  if (t) lines.push(`  self-test: ${t.passed ? c.green('passed') : c.red('FAILED')} at ${new Date(Number(t.atUnixMs)).toISOString()}: ${t.detail}`);
+  else lines.push(`  self-test: not run${s.adopted ? ' (pins adopted from an earlier agent)' : ''}`);
+  for (const p of s.programs) {
+    const misses = p.recursionMisses === undefined ? 'recursion misses n/a (kernel < 5.12)' : p.recursionMisses === '0' ? '0 recursion misses' : c.yellow(`${p.recursionMisses} recursion misses: I/O it skipped, unfiltered`);
+    lines.push(`  program ${p.progId} ${p.name}: ${misses}`);
+  }
+  return lines;
+}
+
 export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
   const caps = st.capabilities.map((m) => `${wireModeWord(m.mode)} ${m.available ? c.green('yes') : c.red('no')}`).join(', ');
   const lines = [
     `${st.hostname} kernel ${st.kernelRelease}; ${stateLine(st.state)}; ${caps}; agent ${st.agentVersion}`,
   ];
+  lines.push(...attachDetailLines(st.state, c));
   if (!st.state?.attached && st.attachError) lines.push(`  ${c.yellow('not attached:')} ${st.attachError}`);
   for (const m of st.capabilities.filter((m) => !m.available)) lines.push(`  ${wireModeWord(m.mode)}: ${m.reason}`);
   if (!st.filters.length) {

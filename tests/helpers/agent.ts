@@ -56,7 +56,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   if (o.waitReady === false) return agent;
   const client = new IoFilterClient(listen, { timeoutMs: 2000 });
   try {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000; // probe, attach and the self-test: generous for a slow machine
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`agent exited ${proc.exitCode}:\n${out}`);
       try {

@@ -85,7 +85,11 @@ export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgen
       hostname: agent.address,
       kernelRelease: '6.1.0-fake',
       agentVersion: '0.0.0-fake',
-      state: { attached: true, mode: 'MODE_OBSERVE', hook: 'tp_btf/block_bio_queue' },
+      state: {
+        attached: true, mode: 'MODE_OBSERVE', hook: 'tp_btf/block_bio_queue', pinned: true,
+        selfTest: { passed: true, atUnixMs: '1700000000000', detail: 'fake self-test' },
+        programs: [{ progId: 1, name: 'iofilter_observe_tp', recursionMisses: '0', runCount: '0' }],
+      },
       capabilities: [
         { mode: 'MODE_FMOD_RET', available: false, reason: 'no CONFIG_FUNCTION_ERROR_INJECTION' },
         { mode: 'MODE_OBSERVE', available: true },

@@ -29,6 +29,16 @@ function devNumbers(devPath: string): { major: number; minor: number } {
   return { major, minor };
 }
 
+/** Polls until `p` exists or `ms` have passed (synchronously, as createLoop is); whether it does. */
+function waitForPath(p: string, ms: number): boolean {
+  const deadline = Date.now() + ms;
+  while (!fs.existsSync(p)) {
+    if (Date.now() > deadline) return false;
+    spawnSync('sleep', ['0.05']);
+  }
+  return true;
+}
+
 function scratchDir(): string {
   // /dev/shm is tmpfs on the host and in the VM; fall back to the OS temp dir.
   const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
@@ -60,16 +70,22 @@ export function createLoop(sizeMiB: number, partitions: number[] = []): LoopDevi
   const name = path.basename(dev);
   const parts: LoopDevice['partitions'] = [];
   if (partitions.length) {
-    for (let t = 0; t < 20 && !fs.existsSync(`/sys/class/block/${name}p1`); t++) spawnSync('sleep', ['0.05']);
+    waitForPath(`/sys/class/block/${name}p1`, 1000); // short: partx below adds them when -P did not
     // A kernel without partition-table parsers (e.g. no CONFIG_MSDOS_PARTITION, as on
     // this project's CI hosts) ignores -P; partx reads the table itself and adds the
     // partitions with the BLKPG ioctl, which every kernel has.
-    if (!fs.existsSync(`/sys/class/block/${name}p1`)) execFileSync('partx', ['--add', dev]);
+    if (!fs.existsSync(`/sys/class/block/${name}p1`)) {
+      try {
+        execFileSync('partx', ['--add', dev], { stdio: 'pipe' });
+      } catch (e) {
+        if (!fs.existsSync(`/sys/class/block/${name}p1`)) throw e; // else the kernel's own scan was just slow
+      }
+    }
   }
   for (let i = 1; i <= partitions.length; i++) {
     const p = `${dev}p${i}`;
     const sys = `/sys/class/block/${name}p${i}`;
-    for (let t = 0; t < 100 && !fs.existsSync(sys); t++) spawnSync('sleep', ['0.05']);
+    waitForPath(sys, 30_000);
     parts.push({
       path: p,
       ...devNumbers(p),
@@ -77,7 +93,7 @@ export function createLoop(sizeMiB: number, partitions: number[] = []): LoopDevi
       size: Number(fs.readFileSync(`${sys}/size`, 'utf8')),
     });
   }
-  for (const p of parts) for (let t = 0; t < 100 && !fs.existsSync(p.path); t++) spawnSync('sleep', ['0.05']);
+  for (const p of parts) if (!waitForPath(p.path, 30_000)) throw new Error(`${p.path} did not appear within 30 s (udev?)`);
   return {
     path: dev,
     ...devNumbers(dev),

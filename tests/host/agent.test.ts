@@ -8,12 +8,24 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { IoFilterClient } from '../../client';
 import { LOADER_OPTIONS } from '../../proto';
-import { RunningAgent, startAgent, AGENT_MAIN } from '../helpers/agent';
-import { createLoop, directIo, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import type { DeleteFilterResponse__Output } from '../../proto/gen/iofilter/v1/DeleteFilterResponse';
+import type { Filter__Output } from '../../proto/gen/iofilter/v1/Filter';
+import { RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, directIo, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
+import { until } from '../helpers/wait';
 
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host agent tests skipped: ${skipReason}`);
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent));
+
+/** One call of the concurrency test: what it sent, and what it got back. */
+interface Call {
+  id: number;
+  client: number;
+  dev: { path: string; major: number; minor: number };
+  op: 'set' | 'delete';
+  set?: Filter__Output;
+  deleted?: DeleteFilterResponse__Output;
+}
 
 d('iofilter-agent on the host kernel (observe mode)', () => {
   const pinDir = `/sys/fs/bpf/iofilter-agent-test-${process.pid}`;
@@ -111,44 +123,83 @@ d('iofilter-agent on the host kernel (observe mode)', () => {
     for (const f of st.filters) await client.deleteFilter(`${f.device?.major}:${f.device?.minor}`);
   });
 
-  test('50 concurrent clients setting and deleting on the same devices: each device ends as its last acknowledged call left it', async () => {
+  test('50 clients x 6 calls on 3 devices: each answer is what its call sent; the audit is the serial order; the end state is the last call', async () => {
+    await client.clearFilters();
     fs.writeFileSync(auditLog, ''); // the agent appends; only this test's lines from here
-    const devices = [disk.path, pdisk.partitions[0].path, pdisk.partitions[1].path];
-    const clients = Array.from({ length: 50 }, () => new IoFilterClient(agent.address, { timeoutMs: 30_000 }));
-    const acks: string[] = [];
-    await Promise.all(
-      clients.map(async (c, i) => {
-        for (let k = 0; k < 6; k++) {
-          const device = devices[(i + k) % devices.length];
-          const id = i * 100 + k + 1;
-          if ((i + k) % 4 === 3) await c.deleteFilter(device);
-          // the call id rides in max_failures and in the range, so a torn write would show
-          else await c.setFilter({ device, ranges: [{ start: id, end: id + 10, ops: ['OP_WRITE'] }], maxFailures: id });
-          acks.push(`${device}#${id}`);
-        }
-      }),
-    );
-    clients.forEach((c) => c.close());
-    expect(acks).toHaveLength(300);
-
-    // the audit trail is written as each call is answered, in the agent's (serial) order
-    const lines = fs.readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const mutations = lines.filter((l) => l.rpc === 'SetFilter' || l.rpc === 'DeleteFilter');
-    expect(mutations).toHaveLength(300);
-    expect(mutations.every((l) => l.result === 'ok')).toBe(true);
-    const st = await client.status();
-    for (const dev of devices) {
-      const last = [...mutations].reverse().find((l) => l.request.device === dev);
-      const f = st.filters.find((x) => `/dev/${x.device?.name}` === dev);
-      if (last.rpc === 'DeleteFilter') {
-        expect(f).toBeUndefined();
-      } else {
-        const id = last.request.maxFailures;
-        expect(f?.maxFailures).toBe(String(id));
-        expect(f?.ranges.map((r) => [r.start, r.end])).toEqual([[String(id), String(Number(id) + 10)]]);
+    const devices = [disk, ...pdisk.partitions];
+    // Each call names its device through a symlink of its own, so its audit line says
+    // which call it was (deletes carry nothing else that could tell them apart).
+    const link = (id: number) => `/dev/iofilter-cc-${process.pid}-${id}`;
+    const calls = new Map<number, Call>();
+    for (let i = 0; i < 50; i++)
+      for (let k = 0; k < 6; k++) {
+        const id = i * 100 + k + 1; // rides in max_failures and the range, so a torn write would show
+        const dev = devices[(i + k) % devices.length];
+        calls.set(id, { id, client: i, dev, op: (i + k) % 4 === 3 ? 'delete' : 'set' });
+        fs.symlinkSync(dev.path, link(id));
       }
+    const clients = Array.from({ length: 50 }, () => new IoFilterClient(agent.address, { timeoutMs: 30_000 }));
+    try {
+      await Promise.all(
+        clients.map(async (c, i) => {
+          for (let k = 0; k < 6; k++) {
+            const call = calls.get(i * 100 + k + 1)!;
+            if (call.op === 'delete') call.deleted = await c.deleteFilter(link(call.id));
+            else call.set = await c.setFilter({ device: link(call.id), ranges: [{ start: call.id, end: call.id + 10, ops: ['OP_WRITE'] }], maxFailures: call.id });
+          }
+        }),
+      );
+    } finally {
+      clients.forEach((c) => c.close());
+      for (const id of calls.keys()) fs.rmSync(link(id), { force: true });
     }
-    for (const f of st.filters) await client.deleteFilter(`${f.device?.major}:${f.device?.minor}`);
+    const all = [...calls.values()];
+    const numbers = (d: { major: number; minor: number }) => ({ major: d.major, minor: d.minor });
+
+    // every answer is about its own call: its device, and a set shows exactly what it sent
+    const exact = (c: Call) => ({ device: numbers(c.dev), ranges: [{ start: String(c.id), end: String(c.id + 10), ops: ['OP_WRITE'], matched: '0', failed: '0' }], maxFailures: String(c.id), failures: '0' });
+    const sets = all.filter((c) => c.op === 'set');
+    expect(sets.map((c) => ({ device: numbers(c.set!.device!), ranges: c.set!.ranges, maxFailures: c.set!.maxFailures, failures: c.set!.failures }))).toEqual(sets.map(exact));
+    const dels = all.filter((c) => c.op === 'delete');
+    expect(dels.map((c) => numbers(c.deleted!.device!))).toEqual(dels.map((c) => numbers(c.dev)));
+
+    // the audit trail has each acknowledged call exactly once: none lost, none twice, none made up
+    const lines = fs.readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const prefix = link(0).slice(0, -1);
+    const ours = (l: { request?: { device?: unknown } }) => typeof l.request?.device === 'string' && l.request.device.startsWith(prefix);
+    expect(lines.filter((l) => !ours(l) || l.result !== 'ok')).toEqual([]);
+    const order = lines.map((l) => calls.get(Number(l.request.device.slice(prefix.length)))!);
+    expect(order.map((c) => c?.id).sort((a, b) => a - b)).toEqual([...calls.keys()].sort((a, b) => a - b));
+    expect(order.map((c) => `${c.op}`)).toEqual(lines.map((l) => (l.rpc === 'SetFilter' ? 'set' : 'delete')));
+    // it is the order the filter table saw: each put hands out the next filter id
+    const ids = order.filter((c) => c.op === 'set').map((c) => c.set!.id);
+    expect(ids).toEqual([...new Set(ids)].sort((a, b) => a - b));
+    // and no client's call overtook the one it waited for
+    for (let i = 0; i < 50; i++) expect(order.filter((c) => c.client === i).map((c) => c.id)).toEqual([1, 2, 3, 4, 5, 6].map((k) => i * 100 + k));
+
+    // replayed in that order, per device: each delete found a filter iff the device's last call before it was a set
+    const last = new Map<Call['dev'], Call | null>(devices.map((d) => [d, null]));
+    const found: boolean[] = [];
+    const expected: boolean[] = [];
+    for (const c of order) {
+      if (c.op === 'delete') {
+        found.push(c.deleted!.existed && c.deleted!.removed === 1);
+        expected.push(last.get(c.dev)?.op === 'set');
+      }
+      last.set(c.dev, c);
+    }
+    expect(found).toEqual(expected);
+
+    // the end state of each device is its last call: that set's filter (its id, ranges, limit), or none
+    const st = await client.status();
+    const end = (d: { major: number; minor: number }) => {
+      const f = st.filters.filter((x) => x.device?.major === d.major && x.device?.minor === d.minor);
+      return f.map((x) => ({ id: x.id, ranges: x.ranges.map((r) => [r.start, r.end]), maxFailures: x.maxFailures }));
+    };
+    const want = (c: Call | null) => (c?.op === 'set' ? [{ id: c.set!.id, ranges: [[String(c.id), String(c.id + 10)]], maxFailures: String(c.id) }] : []);
+    expect(devices.map(end)).toEqual(devices.map((d) => want(last.get(d)!)));
+    expect(st.filters).toHaveLength(devices.filter((d) => last.get(d)?.op === 'set').length);
+    await client.clearFilters();
   });
 
   test('the standard health service and server reflection answer', async () => {
@@ -179,9 +230,17 @@ d('iofilter-agent on the host kernel (observe mode)', () => {
   test('one JSON log line per RPC', async () => {
     const statusLines = () =>
       agent.logs().split('\n').filter((l) => l.includes('"msg":"rpc"')).map((l) => JSON.parse(l)).filter((l) => l.rpc === 'Status');
+    // Log lines reach us through a pipe, later than the answers: rather than sleep, call
+    // a marker (a DeleteFilter of a device that does not exist, named in its audit log
+    // line) and wait for its line. Lines are written in order, so every earlier one is in.
+    const marker = async (minor: number) => {
+      expect(await client.deleteFilter(`7:${minor}`)).toMatchObject({ existed: false });
+      await until(() => agent.logs().includes(`"device":"7:${minor}"`), `the log line of marker 7:${minor}`);
+    };
+    await marker(1048574);
     const before = statusLines().length;
     await client.status();
-    await new Promise((r) => setTimeout(r, 200)); // the log line is written as the answer goes out
+    await marker(1048573);
     const after = statusLines();
     expect(after).toHaveLength(before + 1);
     expect(after.at(-1)).toMatchObject({ rpc: 'Status', code: 'OK', identity: 'local', peer: expect.stringMatching(/127\.0\.0\.1:\d+/) });

@@ -16,6 +16,7 @@ import { IoFilterClient } from '../../client';
 import { Io, runCli } from '../../client/cli';
 import { fakeKernel } from '../helpers/fake-kernel';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { builtReason, describeIf } from '../helpers/tier';
 import { ROOT } from '../helpers/common';
 
 const resolver = new CgroupResolver();
@@ -30,13 +31,9 @@ function unavailable(): string | null {
     return `no usable cgroup2 mount: ${(e as Error).message}`;
   }
   if (spawnSync('unshare', ['--help']).status !== 0) return 'no unshare(1) (util-linux)';
-  if (!fs.existsSync(BUILT)) return 'the project is not built (npm run build): the namespace test runs dist/agent/cgroup.js';
-  return null;
+  return builtReason('dist/agent/cgroup.js'); // the namespace test runs it
 }
-const skipReason = unavailable();
-if (skipReason) console.warn(`host cgroup tests skipped: ${skipReason}`);
-// under CI a skipped tier is a failure: say why instead of skipping
-const d = skipReason ? (process.env.CI === 'true' ? (n: string) => test(n, () => { throw new Error(skipReason); }) : describe.skip) : describe;
+const d = describeIf(unavailable());
 
 const ino = (p: string) => BigInt(execFileSync('stat', ['-c', '%i', p], { encoding: 'utf8' }).trim());
 const words = (f: string) => fs.readFileSync(f, 'utf8').split(/\s+/).filter(Boolean);
@@ -190,18 +187,15 @@ d('cgroup scopes on this host (root)', () => {
       expect(lines.slice(1)).toEqual(resolver.warnings(c).map((w) => `${agent.address}: warning: ${w}`));
     });
 
-    test('the device holding / stays protected whatever the scope', async () => {
-      const rootDev = execFileSync('findmnt', ['-n', '-o', 'MAJ:MIN', '--target', '/'], { encoding: 'utf8' }).trim();
-      if (rootDev.startsWith('0:')) {
-        console.warn(`/ is not on a block device here (${rootDev}): nothing is protected to test`);
-        expect(process.env.CI).not.toBe('true');
-        return;
-      }
-      const before = kernel.filterer!.puts;
-      const err = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_READ'], cgroupPath: `${rel}/a` }).catch((e) => e);
-      expect(status[err.code]).toBe('FAILED_PRECONDITION');
-      expect(err.details).toMatch(/is protected: .*holds \//);
-      expect(kernel.filterer!.puts).toBe(before);
+    const rootDev = execFileSync('findmnt', ['-n', '-o', 'MAJ:MIN', '--target', '/'], { encoding: 'utf8' }).trim();
+    describeIf(rootDev.startsWith('0:') ? `/ is not on a block device here (${rootDev}): nothing is protected to test` : null)('the device holding /', () => {
+      test('stays protected whatever the scope', async () => {
+        const before = kernel.filterer!.puts;
+        const err = await client.setFilter({ device: rootDev, wholeDeviceOps: ['OP_READ'], cgroupPath: `${rel}/a` }).catch((e) => e);
+        expect(status[err.code]).toBe('FAILED_PRECONDITION');
+        expect(err.details).toMatch(/is protected: .*holds \//);
+        expect(kernel.filterer!.puts).toBe(before);
+      });
     });
   });
 });

@@ -2,18 +2,15 @@
 // every per-range matched/failed counter and every per-filter figure scraped from
 // /metrics equals Status, the attach state and mode are right, and the RPCs made are
 // counted. Needs root (BPF, loop devices) and `npm run build`.
-import * as fs from 'node:fs';
 import { IoFilterClient } from '../../client';
 import type { StatusResponse__Output } from '../../proto/gen/iofilter/v1/StatusResponse';
-import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
-import { createLoop, directIo, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, directIo, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { expectScrapeEqualsStatus, Metrics, scrape } from '../helpers/prom';
 import { freePort } from '../helpers/common';
 
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host metrics tests skipped: ${skipReason}`);
-// under CI a missing precondition is a failure, not a skip
-const d = skipReason && !process.env.CI ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent));
 
 d('metrics of a real agent on the host kernel', () => {
   const pinDir = `/sys/fs/bpf/iofilter-metrics-test-${process.pid}`;
@@ -24,7 +21,6 @@ d('metrics of a real agent on the host kernel', () => {
   let pdisk: LoopDevice;
 
   beforeAll(async () => {
-    if (skipReason) throw new Error(`cannot run: ${skipReason}`);
     disk = createLoop(64);
     pdisk = createLoop(40, [16, 16]);
     metrics = `127.0.0.1:${await freePort()}`;

@@ -17,15 +17,14 @@ import type { IoEvent__Output } from '../../proto/gen/iofilter/v1/IoEvent';
 import type { Lost__Output } from '../../proto/gen/iofilter/v1/Lost';
 import type { WatchEvent__Output } from '../../proto/gen/iofilter/v1/WatchEvent';
 import type { WatchRequest } from '../../proto/gen/iofilter/v1/WatchRequest';
-import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
-import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { RunningAgent, startAgent } from '../helpers/agent';
+import { createLoop, LoopDevice } from '../helpers/loop';
+import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { scrape } from '../helpers/prom';
 import { freePort } from '../helpers/common';
 import { until } from '../helpers/wait';
 
-const skipReason = loopUnavailableReason() ?? (fs.existsSync(AGENT_MAIN) ? null : 'the project is not built (npm run build)');
-if (skipReason) console.warn(`host watch tests skipped: ${skipReason}`);
-const d = skipReason && !process.env.CI ? describe.skip : describe;
+const d = describeIf(hostUnavailableReason(BUILT.agent));
 
 const QUEUE = 64;
 
@@ -66,7 +65,6 @@ d('Watch: kernel events from a real agent (observe mode)', () => {
   const open: { call: { cancel(): void } }[] = [];
 
   beforeAll(async () => {
-    if (skipReason) throw new Error(`cannot run: ${skipReason}`);
     disk = createLoop(64);
     pdisk = createLoop(40, [16, 16]);
     other = createLoop(64);

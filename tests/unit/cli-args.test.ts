@@ -12,6 +12,7 @@ import { normalizeHost } from '../../client/hosts';
 import { Io, parseArgs, runCli } from '../../client/cli';
 import type { IoFilterClient } from '../../client';
 import { ROOT } from '../helpers/common';
+import { BUILT, builtReason, describeIf } from '../helpers/tier';
 
 const CLI = path.join(ROOT, 'dist', 'client', 'cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-cli-args-'));
@@ -176,21 +177,22 @@ describe('usage errors: exit 1 before any network call, message on stderr, nothi
     expect(io.stderr).toMatch(msg);
   });
 
-  const built = fs.existsSync(CLI) ? test : test.skip;
   async function sub(...args: string[]) {
     return promisify(execFile)(process.execPath, [CLI, ...args]).then(
       (r) => ({ code: 0, ...r }),
       (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
     );
   }
-  built.each([
-    ['start > end', ['--host', '127.0.0.1:1', 'set', '7:0', '--range', '5-1', '--write'], /start 5 > end 1/],
-    ['unknown flag', ['--host', '127.0.0.1:1', '--frobnicate', 'status'], /unknown option '--frobnicate'/],
-    ['no host', ['status'], /no host/],
-    ['--json does not change it', ['--json', '--host', '127.0.0.1:1', 'set', '7:0'], /select at least one operation/],
-  ])('as a subprocess (dist/client/cli.js): %s -> exit 1, stdout empty', async (_n, args, msg) => {
-    const r = await sub(...(args as string[]));
-    expect(r).toMatchObject({ code: 1, stdout: '' });
-    expect(r.stderr).toMatch(msg);
+  describeIf(builtReason(BUILT.cli))('as a subprocess (dist/client/cli.js)', () => {
+    test.each([
+      ['start > end', ['--host', '127.0.0.1:1', 'set', '7:0', '--range', '5-1', '--write'], /start 5 > end 1/],
+      ['unknown flag', ['--host', '127.0.0.1:1', '--frobnicate', 'status'], /unknown option '--frobnicate'/],
+      ['no host', ['status'], /no host/],
+      ['--json does not change it', ['--json', '--host', '127.0.0.1:1', 'set', '7:0'], /select at least one operation/],
+    ])('%s -> exit 1, stdout empty', async (_n, args, msg) => {
+      const r = await sub(...(args as string[]));
+      expect(r).toMatchObject({ code: 1, stdout: '' });
+      expect(r.stderr).toMatch(msg);
+    });
   });
 });

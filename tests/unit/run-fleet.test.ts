@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { IoFilterClient } from '../../client';
 import { Io, runCli } from '../../client/cli';
 import { FakeAgent, startFakeAgent, stopFakeAgents } from '../helpers/fake-agent';
 
@@ -59,8 +60,14 @@ test('--dry-run: prints each step with its hosts and requests, runs no check and
   const json = capture();
   expect(await runCli(['--json', 'run', f, '--dry-run'], json)).toBe(0);
   expect(events(json)).toEqual([expect.objectContaining({ event: 'plan', dryRun: true, hosts: fleet.map((a) => a.address) })]);
-  await new Promise((r) => setTimeout(r, 200)); // a call or check would have landed by now
-  expect(fleet.map(calls)).toEqual([{}, {}, {}]);
+  // a barrier, not a sleep: a Status of our own to each agent, answered; any call the CLI
+  // had started before it returned was sent before ours and would be counted first
+  for (const a of fleet) {
+    const c = new IoFilterClient(a.address);
+    await c.status();
+    c.close();
+  }
+  expect(fleet.map(calls)).toEqual([{ Status: 1 }, { Status: 1 }, { Status: 1 }]);
   expect(fs.existsSync(marker)).toBe(false);
 });
 
