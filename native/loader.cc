@@ -182,6 +182,9 @@ std::unique_ptr<EmptyProg> attach_empty(const std::string &hook) {
   auto it = progs.find(hook);
   if (it == progs.end())
     range_error("unknown hook '" + hook + "'", "EINVAL");
+  if (hook.rfind("kprobe/", 0) == 0) // even an empty kprobe crashes where kprobes are unsafe
+    if (std::string why = kprobe_override_hazard(read_facts()); !why.empty())
+      throw Error("ENOTSUP", ENOTSUP, "empty " + hook + ": " + why);
   libbpf_clear();
   auto e = std::make_unique<EmptyProg>();
   auto *skel = empty_bpf__open();

@@ -11,12 +11,10 @@ import type { WatchEvent__Output } from '../../proto/gen/iofilter/v1/WatchEvent'
 import { ROOT } from '../helpers/common';
 import { Guest, KERNEL, PIN_DIR } from '../helpers/guest';
 import { matrixCase, setRelease, writeMatrix } from '../helpers/matrix';
+import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 
-const skipReason = vmUnavailableReason();
-if (skipReason && process.env.CI === 'true') throw new Error(`VM tier cannot run: ${skipReason}`);
-if (skipReason) console.warn(`VM full tests skipped: ${skipReason}`);
-const d = skipReason ? describe.skip : describe;
+const d = describeIf(vmUnavailableReason());
 
 const run = promisify(execFile);
 /** binomial(n, p) is within k standard deviations of its mean */
