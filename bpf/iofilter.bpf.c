@@ -29,82 +29,7 @@ const volatile __s32 bio_chain_bit = -1;    /* BIO_CHAIN */
 const volatile __u32 iof_index_mask = 0;    /* buckets of iof_index - 1 */
 const volatile __u8 iof_test_dead = 0;      /* test-only: a hook that never fires */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4096); /* every size here is set by user space before load */
-	__type(key, __u32);
-	__type(value,
-	       __u64); /* entry slot + 1 in the low 32 bits (array values are 8-byte strided) */
-} iof_index SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 2048);
-	__type(key, __u32);
-	__type(value, struct iof_entry);
-} iof_entries SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 131072);
-	__type(key, __u32);
-	__type(value, struct iof_range);
-} iof_ranges SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
-	__type(value, struct iof_node);
-} iof_nodes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 131072);
-	__type(key, __u32);
-	__type(value, struct iof_counter);
-} iof_counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
-	__type(value, struct iof_fstats);
-} iof_fstats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
-	__type(value, struct iof_meta);
-} iof_meta SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct iof_state);
-} iof_state SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, struct iof_seen);
-} iof_seen SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} iof_events SEC(".maps");
+#include "maps.bpf.h"
 
 static __always_inline void *iof_elem(void *map, __u32 key)
 {
@@ -223,25 +148,6 @@ static __always_inline void iof_truncated(void)
 #define IOF_CGROUP_MATCH(io, f) iof_cgroup_match((io), (f))
 #define IOF_EMIT(io, f, fs, ri, oc) iof_emit((io), (f), (fs), (ri), (oc))
 #define IOF_TRUNCATED() iof_truncated()
-
-/*
- * The bio being judged and its judgement live in a per-CPU scratch value, not on the
- * stack: values loaded from map memory are not tracked by the verifier, so branching
- * on the filters' bits does not multiply the paths it follows through the program.
- * A program instance cannot be interrupted by another run of the same program on its
- * CPU (the kernel skips such a run: a recursion miss), so one value per CPU is enough.
- */
-struct iof_scratch {
-	struct iof_io io;
-	struct iof_judge j;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct iof_scratch);
-} iof_scratch SEC(".maps");
 
 /* One layer's walk and the filters' liveness run as global functions: the verifier
  * checks each once, for any layer and phase, instead of once per call site. */

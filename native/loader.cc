@@ -3,6 +3,8 @@
 #include "loader.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -101,8 +103,17 @@ static bpf_program *load_one(bpf_object *obj, const char *prog, const std::strin
     throw Error("ENOENT", ENOENT, what + ": no program " + prog + " in the object");
   std::vector<char> log(4 << 20);
   bpf_program__set_log_buf(chosen, log.data(), log.size());
+  // IOFILTER_VERIFIER_STATS=1: the verifier's statistics (instructions processed, per
+  // program and subprogram) on stderr, to measure the budget on each kernel
+  bool stats = getenv("IOFILTER_VERIFIER_STATS") != nullptr;
+  if (stats)
+    bpf_program__set_log_level(chosen, 4 /* BPF_LOG_STATS */);
   libbpf_clear();
-  if (int err = bpf_object__load(obj)) {
+  int loaded = bpf_object__load(obj);
+  if (stats && !loaded)
+    fprintf(stderr, "%s verifier: %s\n", what.c_str(),
+            log_tail(std::string(log.data(), strnlen(log.data(), log.size())), 8).c_str());
+  if (int err = loaded) {
     std::string tail = log_tail(std::string(log.data(), strnlen(log.data(), log.size())), 3);
     std::string msg = "loading " + what + ": " + strerr(-err);
     if (!tail.empty())
