@@ -112,6 +112,8 @@ export interface IoResult {
   /** dd's stderr, e.g. "Input/output error" on EIO. */
   stderr: string;
   eio: boolean;
+  /** The dd process's pid: what an event for this I/O names. */
+  pid: number;
 }
 
 /**
@@ -126,5 +128,5 @@ export function directIo(dev: string, op: 'read' | 'write', sector: number, coun
       : ['if=/dev/zero', `of=${dev}`, 'oflag=direct,seek_bytes', `seek=${bytes}`, 'conv=notrunc'];
   const r = spawnSync('dd', [...args, `bs=${count * 512}`, 'count=1', 'status=none'], { encoding: 'utf8' });
   const stderr = (r.stderr ?? '').trim();
-  return { ok: r.status === 0, stderr, eio: /Input\/output error/.test(stderr) };
+  return { ok: r.status === 0, stderr, eio: /Input\/output error/.test(stderr), pid: r.pid ?? 0 };
 }

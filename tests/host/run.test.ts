@@ -176,7 +176,7 @@ steps:
       [
         'run',
         plan(`hosts: [${hosts.join(', ')}]
-check: { command: ${chk.script}, every: 200ms }
+check: { command: ${chk.script}, every: 2s }
 steps:
   - { name: canary, hosts: 1, set: { device: ${disk.path}, ops: [write] }, hold: 400ms }
   - { name: slice, hosts: 2, set: { device: ${disk.path}, ops: [write] }, hold: 400ms }
@@ -209,7 +209,7 @@ steps:
       [
         'run',
         plan(`hosts: [${hosts.join(', ')}]
-check: { command: ${chk.script}, every: 200ms }
+check: { command: ${chk.script}, every: 2s }
 steps:
   - { name: canary, hosts: 1, set: { device: ${disk.path}, ops: [write] }, hold: 300ms }
   - { name: everyone, hosts: all, set: { device: ${disk.partitions[1].path}, ops: [read] }, hold: 60s }

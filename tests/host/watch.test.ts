@@ -18,7 +18,7 @@ import type { Lost__Output } from '../../proto/gen/iofilter/v1/Lost';
 import type { WatchEvent__Output } from '../../proto/gen/iofilter/v1/WatchEvent';
 import type { WatchRequest } from '../../proto/gen/iofilter/v1/WatchRequest';
 import { RunningAgent, startAgent } from '../helpers/agent';
-import { createLoop, LoopDevice } from '../helpers/loop';
+import { createLoop, directIo, LoopDevice } from '../helpers/loop';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { scrape } from '../helpers/prom';
 import { freePort } from '../helpers/common';
@@ -30,14 +30,9 @@ const QUEUE = 64;
 
 /** One direct I/O by a dd process of its own; its pid is what the event must name. */
 function io(dev: string, op: 'read' | 'write', sector: number, count = 8): { pid: number } {
-  const bytes = sector * 512;
-  const args =
-    op === 'read'
-      ? [`if=${dev}`, 'of=/dev/null', 'iflag=direct,skip_bytes', `skip=${bytes}`]
-      : ['if=/dev/zero', `of=${dev}`, 'oflag=direct,seek_bytes', `seek=${bytes}`, 'conv=notrunc'];
-  const r = spawnSync('dd', [...args, `bs=${count * 512}`, 'count=1', 'status=none'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`dd ${op} ${dev}@${sector}: ${r.stderr}`);
-  return { pid: r.pid! };
+  const r = directIo(dev, op, sector, count);
+  if (!r.ok) throw new Error(`dd ${op} ${dev}@${sector}: ${r.stderr}`);
+  return r;
 }
 
 /** The cgroup v2 ids a child of this process may be charged to: its cgroup and every ancestor. */
