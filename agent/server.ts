@@ -90,8 +90,14 @@ function interceptor(auth: Authenticator, audit: AuditLog, log: Logger, observe?
             }
             nextMsg(msg);
           },
-          // the client went away (a Watch stream ended by its client): no status is sent
-          onCancel: () => finish(grpc.status.CANCELLED, 'cancelled by the client'),
+          // The client went away (a Watch stream ended by its client): no status is sent.
+          // grpc-js answers undecodable bytes INTERNAL below every interceptor, so such a
+          // call also ends here, with no request: say both, since the two look the same here.
+          onCancel: () =>
+            finish(
+              grpc.status.CANCELLED,
+              request === undefined ? 'ended before a request was read: cancelled by the client, or bytes grpc-js could not decode (answered INTERNAL)' : 'cancelled by the client',
+            ),
         }),
       sendStatus: (status, next) => {
         finish(status.code, status.details);
