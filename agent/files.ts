@@ -10,7 +10,12 @@ import { exhausted, fromNative, invalid, notFound, precondition, RpcError } from
 import { mountOf, mounts } from './protect';
 import { parseOps } from './validate';
 
-export type FileExtentsFn = (path: string) => Promise<native.FileExtents>;
+export type FileExtentsFn = (path: string, maxExtents: number) => Promise<native.FileExtents>;
+
+// Extents read from one file, at most: 32 MiB of them in memory. A file contiguous on
+// disk still has one extent per 128 MiB on ext4, so this is a 128 TiB file; anything
+// with more extents is fragmented far past the ranges a filter can hold anyway.
+export const MAX_FILE_EXTENTS = 1 << 20;
 
 /** 512-byte sectors, inclusive, in the device's own coordinates. */
 export interface SectorRange {
@@ -185,7 +190,7 @@ export async function resolveFile(file: string, host: FileHost): Promise<{ dev: 
   if (!st.isFile()) throw invalid(`file "${file}" is ${kindOf(st)}, not a regular file`);
   let fx: native.FileExtents;
   try {
-    fx = await host.fileExtents(real);
+    fx = await host.fileExtents(real, MAX_FILE_EXTENTS);
   } catch (e) {
     if ((e as { code?: string }).code !== 'ENOTSUP') throw pathError(e, file);
     // tmpfs and the like have no FIEMAP: say what they are rather than what they lack

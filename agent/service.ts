@@ -33,7 +33,7 @@ export interface KernelApi {
   attach(opts: native.AttachOptions): Promise<native.Filterer>;
   adopt(lock: native.PinDirLock): Promise<native.Filterer | null>;
   limits(): native.Limits;
-  fileExtents(path: string): Promise<native.FileExtents>;
+  fileExtents(path: string, maxExtents: number): Promise<native.FileExtents>;
 }
 
 export class IoFilterCore {
@@ -186,7 +186,7 @@ export class IoFilterCore {
   async setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
     // a file (set --file) is resolved to its device and extents before the queue: FIEMAP may wait for writeback
     const file = requestedFile(req);
-    const fromFile = file ? await resolveFile(file, { fileExtents: (p) => this.kernel.fileExtents(p), maxRanges: this.kernel.limits().maxRangesPerFilter, sysfs: this.sysfs }) : null;
+    const fromFile = file ? await resolveFile(file, { fileExtents: (p, max) => this.kernel.fileExtents(p, max), maxRanges: this.kernel.limits().maxRangesPerFilter, sysfs: this.sysfs }) : null;
     return this.serial(() => {
       const f = this.attached();
       const dev = fromFile?.dev ?? resolveDevice(req.device, this.sysfs);

@@ -339,9 +339,11 @@ private:
   Napi::Value FileExtents(const Napi::CallbackInfo &info) {
     return guard(info.Env(), [&]() -> Napi::Value {
       std::string path = js::str(info[0], "path");
+      uint32_t max_extents = js::u32(info[1], "maxExtents", UINT32_MAX);
       auto out = std::make_shared<iof::FileExtents>();
       return run(
-          info.Env(), [=] { *out = iof::file_extents(path); }, [out](Napi::Env env) { return js::extents(env, *out); });
+          info.Env(), [=] { *out = iof::file_extents(path, max_extents); },
+          [out](Napi::Env env) { return js::extents(env, *out); });
     });
   }
 };

@@ -6,6 +6,7 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <memory>
+#include <string>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -15,7 +16,7 @@
 
 namespace iof {
 
-FileExtents file_extents(const std::string &path) {
+FileExtents file_extents(const std::string &path, uint32_t max_extents) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     sysfail(errno, "opening " + path);
@@ -52,6 +53,11 @@ FileExtents file_extents(const std::string &path) {
     }
     if (fm->fm_mapped_extents == 0)
       break;
+    if (out.extents.size() + fm->fm_mapped_extents > max_extents) {
+      close(fd);
+      throw Error("E2BIG", E2BIG,
+                  path + " has more than " + std::to_string(max_extents) + " extents: too fragmented to read them all");
+    }
     for (uint32_t i = 0; i < fm->fm_mapped_extents; i++) {
       const fiemap_extent &x = fm->fm_extents[i];
       out.extents.push_back({x.fe_logical, x.fe_physical, x.fe_length, x.fe_flags});

@@ -19,7 +19,8 @@ struct FileExtents {
   std::vector<Extent> extents;
 };
 
-// Flushes delayed allocation first (FIEMAP_FLAG_SYNC) so extents are on disk.
-FileExtents file_extents(const std::string &path);
+// Flushes delayed allocation first (FIEMAP_FLAG_SYNC) so extents are on disk. Throws
+// E2BIG past max_extents: a badly fragmented file must not cost unbounded memory.
+FileExtents file_extents(const std::string &path, uint32_t max_extents);
 
 } // namespace iof

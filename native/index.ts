@@ -259,7 +259,7 @@ interface NativeAddon {
   /** Adopts existing pins under the lock; resolves null when there are none. */
   adopt(lock: PinDirLock): Promise<Filterer | null>;
   attachEmpty(hook: string): Promise<EmptyProgram>;
-  fileExtents(path: string): Promise<FileExtents>;
+  fileExtents(path: string, maxExtents: number): Promise<FileExtents>;
 }
 
 let addon: NativeAddon | undefined;
@@ -296,7 +296,7 @@ export function adopt(lock: PinDirLock): Promise<Filterer | null> {
 export function attachEmpty(hook: string): Promise<EmptyProgram> {
   return load().attachEmpty(hook);
 }
-/** The physical extents of a regular file, for `set --file`; runs off the event loop. */
-export function fileExtents(path: string): Promise<FileExtents> {
-  return load().fileExtents(path);
+/** The physical extents of a regular file, for `set --file`; runs off the event loop. E2BIG past maxExtents. */
+export function fileExtents(path: string, maxExtents: number): Promise<FileExtents> {
+  return load().fileExtents(path, maxExtents);
 }

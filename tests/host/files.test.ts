@@ -15,6 +15,7 @@ import { IoFilterClient } from '../../client';
 import type { Filter__Output } from '../../proto/gen/iofilter/v1/Filter';
 import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
 import { ROOT } from '../helpers/common';
+import * as native from '../../native';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
 
 const CLI = path.join(ROOT, 'dist', 'client', 'cli.js');
@@ -189,6 +190,23 @@ d('set --file on ext4 on a loop partition, agent in observe mode (root)', () => 
     const after = await filterOf(A);
     expect(after).toMatchObject({ id: before.id, file: A, matchedIos: before.matchedIos });
     expect(after.ranges.map((x) => [x.start, x.end, x.matched])).toEqual(before.ranges.map((x) => [x.start, x.end, x.matched]));
+  });
+
+  test('native fileExtents: every extent of A as filefrag sees it; one extent short of them, E2BIG and nothing partial', async () => {
+    const want = filefrag(A);
+    expect(want.length).toBeGreaterThan(1);
+    const got = await native.fileExtents(A, want.length);
+    const blocks = (v: bigint) => Number(v / BigInt(BLOCK));
+    expect(got.extents.map((x) => ({ logical: blocks(x.logical), physical: blocks(x.physical), length: blocks(x.length) }))).toEqual(want);
+    await expect(native.fileExtents(A, want.length - 1)).rejects.toMatchObject({ code: 'E2BIG', message: expect.stringContaining(`more than ${want.length - 1} extents`) });
+    // argument checks throw at once (a RangeError of the addon's realm, so matched by name)
+    let bad: unknown;
+    try {
+      void native.fileExtents(A, -1);
+    } catch (e) {
+      bad = e;
+    }
+    expect(bad).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
   });
 
   test('a file just written through the page cache (delayed allocation) is flushed by FIEMAP_FLAG_SYNC and accepted', async () => {
