@@ -111,7 +111,9 @@ export class Vm {
     if (this.proc.exitCode !== null) return;
     const exited = new Promise((r) => this.proc.once('exit', r));
     await this.post('/quit', {}, 5000).catch(() => undefined);
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 30_000)))]);
+    clearTimeout(timer); // else jest waits for it after the last test
     if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
   }
 }
