@@ -223,12 +223,12 @@ class Reader {
     const set = m.get('set')!;
     const filters = isSeq(set) ? this.list(set, `${key}.set`).map((f, j) => this.filter(f, `${key}.set[${j}]`)) : [this.filter(set, `${key}.set`)];
     if (!filters.length) this.fail(set, `${key}.set: give at least one filter`);
-    // the agent keeps one filter per device and cgroup scope: a second would replace the first
     const keys = filters.map((f) => targetKey(f.request));
     const dup = keys.findIndex((k, j) => keys.indexOf(k) !== j);
     if (dup >= 0) {
       const r = filters[dup].request;
-      this.fail(set, `${key}.set: ${r.file ? 'file' : 'device'} ${targetText(r)} is given twice (a device has one filter per cgroup scope; put all its ranges in one)`);
+      const hint = r.file ? '' : '; put all its ranges in one';
+      this.fail(set, `${key}.set: ${r.file ? 'file' : 'device'} ${targetText(r)} is given twice (the agent keeps one filter per device and cgroup scope: the second would replace the first${hint})`);
     }
     const holdMs = m.has('hold') ? this.duration(m.get('hold')!, `${key}.hold`, false) : 0;
     const hostsNode = m.get('hosts');
