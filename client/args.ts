@@ -93,14 +93,31 @@ export function parseCount(s: string, what: string, min = 0): number | string {
   return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : String(n);
 }
 
-/** What `set` names: DEV or --file PATH, exactly one; --range only with DEV (a file's extents are its ranges). */
-export function setTarget(dev: string | undefined, file: string | undefined, ranges: boolean): { device: string } | { file: string } {
-  if (dev !== undefined && file !== undefined) throw new UsageError('set: give either DEV or --file PATH, not both');
+/** How a person spells a filter's target fields, for messages: `set`'s arguments, or a plan's keys. */
+export interface TargetNames {
+  /** Starts the messages about how the fields combine. */
+  context: string;
+  device: string;
+  file: string;
+  /** The file field with its argument, where a message asks for it. */
+  fileArg: string;
+  ranges: string;
+}
+export const SET_ARGS: TargetNames = { context: 'set: ', device: 'DEV', file: '--file', fileArg: '--file PATH', ranges: '--range' };
+
+/** What a filter targets: a device or a file, exactly one; ranges only with a device (a file's extents are its ranges). */
+export function filterTarget(dev: string | undefined, file: string | undefined, ranges: boolean, n: TargetNames): { device: string } | { file: string } {
+  if (dev !== undefined && file !== undefined) throw new UsageError(`${n.context}give either ${n.device} or ${n.fileArg}, not both`);
   if (file === undefined) {
-    if (dev === undefined) throw new UsageError('set: give DEV (MAJ:MIN or a /dev path) or --file PATH');
+    if (dev === undefined) throw new UsageError(`${n.context}give ${n.device} (MAJ:MIN or a /dev path) or ${n.fileArg}`);
     return { device: checkDevice(dev) };
   }
-  if (ranges) throw new UsageError("set: --range cannot be used with --file (the file's extents are the ranges)");
-  if (!file.startsWith('/') || file.includes('\0')) throw new UsageError(`bad --file "${file}": give an absolute path on the agents' hosts`);
+  if (ranges) throw new UsageError(`${n.context}${n.ranges} cannot be used with ${n.file} (the file's extents are the ranges)`);
+  if (!file.startsWith('/') || file.includes('\0')) throw new UsageError(`bad ${n.file} "${file}": give an absolute path on the agents' hosts`);
   return { file };
+}
+
+/** What `set` names: DEV or --file PATH. */
+export function setTarget(dev: string | undefined, file: string | undefined, ranges: boolean): { device: string } | { file: string } {
+  return filterTarget(dev, file, ranges, SET_ARGS);
 }

@@ -6,9 +6,10 @@ import * as path from 'node:path';
 import { Document, isAlias, isMap, isScalar, isSeq, LineCounter, Node, parseDocument } from 'yaml';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { OP_NAMES, opFromWord, opToWire, opWord } from '../proto/names';
-import { checkDevice, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange } from './args';
+import { checkDevice, filterTarget, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, TargetNames } from './args';
 import { UsageError } from './errors';
 import { normalizeHost } from './hosts';
+import { ScopeFlags, scopeFields, ScopeNames, targetKey, targetText } from './scope';
 
 export interface HealthCheck {
   /** Run with /bin/sh -c on the control host, in the plan's directory; exit 0 means healthy. */
@@ -69,6 +70,9 @@ export interface Schedule {
 export class PlanError extends UsageError {}
 
 const DEFAULT_EVERY_MS = 5000;
+/** A filter's keys, as the messages of the checks shared with `set` name them. */
+const PLAN_TARGET: TargetNames = { context: '', device: 'device', file: 'file', fileArg: 'file', ranges: 'ranges' };
+const PLAN_SCOPE: ScopeNames = { cgroup: 'cgroup', cgroupId: 'cgroupId', pid: 'pid' };
 
 /** Reads and checks a plan file; throws PlanError (or UsageError for an unreadable file). */
 export function loadPlan(file: string): ExperimentPlan {
@@ -138,11 +142,12 @@ class Reader {
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') this.fail(n, `${key}: expected ${what}`);
     return v;
   }
-  str(n: Node | null, key: string): string {
-    // `command: true` is a shell command, not a boolean
-    const v = String(this.scalar(n, key, 'a string'));
-    if (!v.trim()) this.fail(n, `${key}: expected a non-empty string`);
-    return v;
+  /** A scalar as written: `command: true` is a shell command, not a boolean, and `cgroupId: 2^64-1` keeps its digits. */
+  str(n: Node | null, key: string, what = 'a string'): string {
+    const v = this.scalar(n, key, what);
+    const s = typeof v === 'number' && isScalar(n) && n.source !== undefined ? n.source : String(v);
+    if (!s.trim()) this.fail(n, `${key}: expected a non-empty string`);
+    return s;
   }
   list(n: Node | null, key: string): (Node | null)[] {
     if (!isSeq(n)) this.fail(n, `${key}: expected a list`);
@@ -218,9 +223,13 @@ class Reader {
     const set = m.get('set')!;
     const filters = isSeq(set) ? this.list(set, `${key}.set`).map((f, j) => this.filter(f, `${key}.set[${j}]`)) : [this.filter(set, `${key}.set`)];
     if (!filters.length) this.fail(set, `${key}.set: give at least one filter`);
-    const devices = filters.map((f) => f.request.device);
-    const dup = devices.find((d, j) => devices.indexOf(d) !== j);
-    if (dup) this.fail(set, `${key}.set: device ${dup} is given twice (a device has one filter; put all its ranges in one)`);
+    const keys = filters.map((f) => targetKey(f.request));
+    const dup = keys.findIndex((k, j) => keys.indexOf(k) !== j);
+    if (dup >= 0) {
+      const r = filters[dup].request;
+      const hint = r.file ? '' : '; put all its ranges in one';
+      this.fail(set, `${key}.set: ${r.file ? 'file' : 'device'} ${targetText(r)} is given twice (the agent keeps one filter per device and cgroup scope: the second would replace the first${hint})`);
+    }
     const holdMs = m.has('hold') ? this.duration(m.get('hold')!, `${key}.hold`, false) : 0;
     const hostsNode = m.get('hosts');
     return { name, hosts: m.has('hosts') ? this.hostCount(hostsNode!, `${key}.hosts`) : 'all', filters, holdMs, hostsAt: this.at(hostsNode ?? n) };
@@ -236,10 +245,23 @@ class Reader {
   }
 
   filter(n: Node | null, key: string): StepFilter {
-    const m = this.map(n, key, ['device', 'ops', 'ranges', 'ttl', 'probability', 'maxFailures']);
-    if (!m.has('device')) this.fail(n, `${key}: \`device\` is missing (MAJ:MIN or a /dev path)`);
-    const devNode = m.get('device')!;
-    const device = this.parse(devNode, `${key}.device`, () => checkDevice(String(this.scalar(devNode, `${key}.device`, 'MAJ:MIN or a /dev path'))));
+    const m = this.map(n, key, ['device', 'file', 'cgroup', 'cgroupId', 'pid', 'ops', 'ranges', 'ttl', 'probability', 'maxFailures']);
+    // each value is checked where it is written, then how they combine where the filter is
+    const value = (k: string, what: string, check: (v: string) => unknown): string | undefined => {
+      if (!m.has(k)) return undefined;
+      const v = this.str(m.get(k)!, `${key}.${k}`, what);
+      this.parse(m.get(k), `${key}.${k}`, () => check(v));
+      return v;
+    };
+    const device = value('device', 'MAJ:MIN or a /dev path', checkDevice);
+    const file = value('file', 'an absolute path', (f) => filterTarget(undefined, f, false, PLAN_TARGET));
+    const target = this.parse(n, key, () => filterTarget(device, file, m.has('ranges'), PLAN_TARGET));
+    const flags: ScopeFlags = {
+      cgroup: value('cgroup', 'a cgroup path', (c) => scopeFields({ cgroup: c }, PLAN_SCOPE)),
+      cgroupId: value('cgroupId', 'a cgroup id', (c) => scopeFields({ cgroupId: c }, PLAN_SCOPE)),
+      pid: value('pid', 'a pid', (c) => scopeFields({ pid: c }, PLAN_SCOPE)),
+    };
+    const scope = this.parse(n, key, () => scopeFields(flags, PLAN_SCOPE));
     if (!m.has('ops')) this.fail(n, `${key}: \`ops\` is missing (${OP_NAMES.map(opWord).join(', ')})`);
     const ops = this.list(m.get('ops')!, `${key}.ops`).map((o, j) => {
       const w = this.str(o, `${key}.ops[${j}]`);
@@ -248,7 +270,7 @@ class Reader {
       return opToWire(op);
     });
     if (!ops.length) this.fail(m.get('ops'), `${key}.ops: select at least one operation`);
-    const request: SetFilterRequest = { device };
+    const request: SetFilterRequest = { ...target, ...scope };
     if (m.has('ranges')) {
       const ranges = this.list(m.get('ranges')!, `${key}.ranges`).map((r, j) => ({
         ...this.parse(r, `${key}.ranges[${j}]`, () => parseRange(String(this.scalar(r, `${key}.ranges[${j}]`, 'START-END')))),
@@ -265,7 +287,7 @@ class Reader {
     }
     if (m.has('maxFailures')) {
       const k = m.get('maxFailures')!;
-      request.maxFailures = this.parse(k, `${key}.maxFailures`, () => parseCount(String(this.scalar(k, `${key}.maxFailures`, 'a count')), 'count', 1));
+      request.maxFailures = this.parse(k, `${key}.maxFailures`, () => parseCount(this.str(k, `${key}.maxFailures`, 'a count'), 'count', 1));
     }
     const f: StepFilter = { request };
     if (m.has('ttl')) f.ttl = { ms: this.duration(m.get('ttl')!, `${key}.ttl`), at: this.at(m.get('ttl')) };

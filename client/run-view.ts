@@ -10,6 +10,8 @@ import type { Io, Options } from './cli';
 import { loadPlan, Schedule, schedule } from './plan';
 import { Colors, describeFilter } from './render';
 import { describeCheck, EXIT_ABORTED, EXIT_LEFT_BEHIND, ExperimentRun, RunEvent, RunSummary } from './run';
+import { deletedLine } from './run-targets';
+import { targetText } from './scope';
 
 export const RUN_HELP = `
 Plan (YAML or JSON; checked whole, with line:col, before anything is sent):
@@ -20,6 +22,8 @@ Plan (YAML or JSON; checked whole, with line:col, before anything is sent):
       hosts: 1                  # a count, "10%" or all; earlier steps' hosts stay in
       set: { device: "259:2", ops: [write], ranges: ["0-2047"], probability: 0.5 }
       hold: 2m                  # the check runs at its start, each interval, at its end
+    - set: { file: /var/lib/db/base/16384, cgroup: /system.slice/db.service, ops: [read] }
+                                # device or file; at most one of cgroup, cgroupId, pid
   cleanup: delete               # or keep (filters then end with their TTL)
 Each filter carries a TTL of what is left of the plan (set's own ttl may only be longer).
 
@@ -33,13 +37,13 @@ it): its TTL, which the run keeps to what is left of the plan, ends it.`;
 const list = (hosts: string[], max = 8) => hosts.slice(0, max).join(', ') + (hosts.length > max ? `, ... (${hosts.length - max} more)` : '');
 const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
 
-/** What a request asks for, before any agent has resolved the device. */
+/** What a request asks for (target, scope, ranges), before any agent has resolved it. */
 export function describeRequest(r: SetFilterRequest): string {
   const ranges = r.ranges?.length
     ? r.ranges.map((x) => `${x.start}-${x.end} ${(x.ops ?? []).map((o) => wireOpWord(String(o))).join(',')}`).join('; ')
-    : `whole device ${(r.wholeDeviceOps ?? []).map((o) => wireOpWord(String(o))).join(',')}`;
+    : `whole ${r.file ? 'file' : 'device'} ${(r.wholeDeviceOps ?? []).map((o) => wireOpWord(String(o))).join(',')}`;
   const extra = [r.probability !== undefined ? `p=${r.probability}` : '', r.maxFailures !== undefined ? `max ${r.maxFailures}` : ''].filter(Boolean).join(' ');
-  return `${r.device}: ${ranges}; ttl ${formatDuration(Number(r.ttlMs))}${extra ? '; ' + extra : ''}`;
+  return `${targetText(r)}: ${ranges}; ttl ${formatDuration(Number(r.ttlMs))}${extra ? '; ' + extra : ''}`;
 }
 
 /** The plan line and, per step, its hosts and what it sets: the dry run, and the header of a real run. */
@@ -114,7 +118,7 @@ class RunView {
         const prefix = `${c.bold(e.host)}: [${e.step}] `;
         if (!e.ok) this.line(`${prefix}${c.red(e.error?.kind === 'unreachable' ? 'unreachable' : `error ${e.error?.code}`)}: ${e.error?.message}`);
         else if (e.action === 'set') for (const f of e.value ?? []) this.line(`${prefix}set ${describeFilter(f)}`);
-        else for (const d of e.value ?? []) this.line(`${prefix}${d.existed ? `deleted filter on ${d.device}` : `no filter left on ${d.device}`}`);
+        else for (const d of e.value ?? []) this.line(`${prefix}${deletedLine(d)}`);
         break;
       }
       case 'hold':
@@ -146,7 +150,7 @@ class RunView {
     this.close();
     if (!this.json)
       for (const r of e.remaining)
-        this.io.out(`${this.c.bold(r.host)}: [left] ${r.devices.join(', ')}: may stay in force until its TTL (at most ${formatDuration(e.maxTtlMs)} after it was set)\n`);
+        this.io.out(`${this.c.bold(r.host)}: [left] ${r.filters.join(', ')}: may stay in force until its TTL (at most ${formatDuration(e.maxTtlMs)} after it was set)\n`);
     const head = e.event === 'finished' ? `finished ${plural(e.steps, 'step')}` : `aborted${e.step ? ` in step ${e.step}` : ''} (${e.stepsDone}/${e.steps} steps done): ${e.reason}`;
     const clean = e.cleanup ? `cleanup on ${plural(e.touched, 'host')}: ${e.cleanup.ok} ok, ${e.cleanup.failed} failed, ${e.cleanup.unreachable} unreachable` : `filters kept on ${plural(e.touched, 'host')}`;
     this.io.err(`${head}; ${plural(e.checks, 'check')}; ${clean} (${formatDuration(e.ms)}, exit ${e.exitCode})\n`);

@@ -2,15 +2,17 @@
 // set, then each step in order - its filters set on its hosts, then held while the
 // check runs every interval and once more at the end of the hold. A failing check, a
 // host that does not take its step, or abort() (Ctrl-C, SIGTERM) ends the run, and the
-// plan's filters are then deleted, per device, from every host it touched. All of it
-// is reported as events, in the order it happens.
+// plan's filters are then deleted - each by its device and cgroup scope, as run-targets.ts
+// tracks them - from every host it touched. All of it is reported as events, in the
+// order it happens.
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { CheckResult, runCheck } from './check';
 import type { ClientOptions } from './client';
-import { classify, HostError, runFleet } from './fleet';
+import { HostError, runFleet } from './fleet';
 import type { HealthCheck, Schedule } from './plan';
 import { exitCode } from './render';
+import { Deleted, HostFilters } from './run-targets';
 
 /** Exit bits beyond the fleet's 1 (usage), 2 (a host answered with an error) and 4 (a host gave no answer). */
 export const EXIT_ABORTED = 8;
@@ -21,8 +23,8 @@ export type AbortCause = 'check' | 'host' | 'signal';
 
 export interface Leftover {
   host: string;
-  /** The plan's devices whose filters may still be in force there. */
-  devices: string[];
+  /** The plan's filters that may still be in force there, as it named them (target and scope). */
+  filters: string[];
 }
 
 export interface RunSummary {
@@ -46,7 +48,7 @@ export type RunEvent =
   | { event: 'plan'; dryRun: boolean; file: string; hosts: string[]; check: HealthCheck | null; cleanup: string; steps: { name: string; hosts: string[]; holdMs: number; ttlMs: number; requests: SetFilterRequest[] }[] }
   | { event: 'step'; step: string; index: number; of: number; hosts: string[]; holdMs: number; ttlMs: number }
   | { event: 'host'; step: string; action: 'set'; host: string; ok: boolean; value?: Filter__Output[]; error?: HostError; ms: number }
-  | { event: 'host'; step: string; action: 'delete'; host: string; ok: boolean; value?: { device: string; existed: boolean }[]; error?: HostError; ms: number }
+  | { event: 'host'; step: string; action: 'delete'; host: string; ok: boolean; value?: Deleted[]; error?: HostError; ms: number }
   | { event: 'hold'; step: string; holdMs: number }
   | ({ event: 'check'; step: string | null; n: number } & CheckResult)
   | { event: 'held'; step: string; holdMs: number; checks: number }
@@ -69,8 +71,8 @@ export class ExperimentRun {
   private readonly stop = new AbortController();
   private why: { cause: AbortCause; reason: string; step: string | null } | null = null;
   private step: string | null = null;
-  /** host -> the plan's device -> what to delete it by (MAJ:MIN once the agent has resolved it). */
-  private readonly targets = new Map<string, Map<string, string>>();
+  /** host -> the plan's filters there. */
+  private readonly targets = new Map<string, HostFilters>();
   private checks = 0;
   private bits = 0;
 
@@ -113,7 +115,7 @@ export class ExperimentRun {
       ({ cleanup, remaining } = await this.cleanup());
       if (remaining.length) this.bits |= EXIT_LEFT_BEHIND;
     } else {
-      remaining = [...this.targets].map(([host, m]) => ({ host, devices: [...m.keys()] }));
+      remaining = [...this.targets].filter(([, t]) => t.size).map(([host, t]) => ({ host, filters: t.names() }));
     }
     if (this.aborted) this.bits |= EXIT_ABORTED;
     const maxTtlMs = Math.max(0, ...this.s.steps.flatMap((st) => st.requests.map((r) => Number(r.ttlMs))));
@@ -122,10 +124,10 @@ export class ExperimentRun {
     return summary;
   }
 
-  private target(host: string): Map<string, string> {
-    let m = this.targets.get(host);
-    if (!m) this.targets.set(host, (m = new Map()));
-    return m;
+  private target(host: string): HostFilters {
+    let t = this.targets.get(host);
+    if (!t) this.targets.set(host, (t = new HostFilters()));
+    return t;
   }
 
   /** Sets the step's filters on its hosts; the first host that fails aborts, and hosts not yet started are skipped. */
@@ -139,21 +141,7 @@ export class ExperimentRun {
           throw new Error('skipped: the run was aborted');
         }
         const out: Filter__Output[] = [];
-        for (const req of requests) {
-          const t = this.target(host);
-          const fresh = !t.has(req.device!);
-          // recorded before the call: a call that gets no answer may still have landed
-          if (fresh) t.set(req.device!, req.device!);
-          try {
-            const f = await c.setFilter(req);
-            if (f.device) t.set(req.device!, `${f.device.major}:${f.device.minor}`);
-            out.push(f);
-          } catch (e) {
-            // an answered error changed nothing (SetFilter is all-or-nothing)
-            if (fresh && classify(e).kind === 'error') t.delete(req.device!);
-            throw e;
-          }
-        }
+        for (const req of requests) out.push(await this.target(host).set(c, req));
         return out;
       },
       {
@@ -212,36 +200,26 @@ export class ExperimentRun {
     });
   }
 
-  /** Deletes the plan's filters, per device, on every host the run sent one to. */
+  /** Deletes the plan's filters, each by device and scope, on every host the run sent one to. */
   private async cleanup(): Promise<{ cleanup: NonNullable<RunSummary['cleanup']>; remaining: Leftover[] }> {
     this.step = null;
-    const hosts = [...this.targets].filter(([, m]) => m.size).map(([h]) => h);
+    const hosts = [...this.targets].filter(([, t]) => t.size).map(([h]) => h);
     this.emit({ event: 'cleanup', hosts });
     const results = await runFleet(
       hosts,
-      async (c, host) => {
-        // the plan may name one device twice (a path and MAJ:MIN): one delete each
-        const byDevice = new Map<string, string[]>();
-        for (const [device, by] of this.targets.get(host)!) byDevice.set(by, [...(byDevice.get(by) ?? []), device]);
-        const out: { device: string; existed: boolean }[] = [];
-        for (const [by, named] of byDevice) {
-          const { existed } = await c.deleteFilter(by);
-          out.push({ device: named.includes(by) ? by : `${by} (${named.join(', ')})`, existed });
-        }
-        return out;
-      },
+      (c, host) => this.targets.get(host)!.delete(c),
       {
         concurrency: this.o.concurrency,
         timeoutMs: this.o.timeoutMs,
         tls: this.o.tls,
-        onProgress: (_d, _t, r) => this.emit({ event: 'host', step: 'cleanup', action: 'delete', host: r.host, ok: r.ok, value: r.value as { device: string; existed: boolean }[] | undefined, error: r.error, ms: r.ms }),
+        onProgress: (_d, _t, r) => this.emit({ event: 'host', step: 'cleanup', action: 'delete', host: r.host, ok: r.ok, value: r.value as Deleted[] | undefined, error: r.error, ms: r.ms }),
       },
     );
     this.bits |= exitCode(results);
     const count = (kind?: string) => results.filter((r) => !r.ok && r.error?.kind === kind).length;
     return {
       cleanup: { ok: results.filter((r) => r.ok).length, failed: count('error'), unreachable: count('unreachable') },
-      remaining: results.filter((r) => !r.ok).map((r) => ({ host: r.host, devices: [...this.targets.get(r.host)!.keys()] })),
+      remaining: results.filter((r) => !r.ok).map((r) => ({ host: r.host, filters: this.targets.get(r.host)!.names() })),
     };
   }
 }

@@ -1,6 +1,7 @@
 // Cgroup scopes in iofilterctl: the --cgroup / --cgroup-id / --pid flags of `set` and
-// `delete` (and delete's --all-scopes and --id) turned into request fields, and how a
-// filter's scope and a delete's target read. Usage errors are thrown before any call.
+// `delete` (and delete's --all-scopes and --id) - or a plan's cgroup / cgroupId / pid -
+// turned into request fields, and how a filter's target and scope and a delete's target
+// read. Usage errors are thrown before any call.
 import type { Command } from 'commander';
 import type { CgroupRef__Output } from '../proto/gen/iofilter/v1/CgroupRef';
 import type { DeleteFilterRequest } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
@@ -24,21 +25,46 @@ export function addScopeOptions(cmd: Command): Command {
     .option('--pid <pid>', "the same, for the cgroup that process PID is in now (resolved by the agent, in its pid namespace)");
 }
 
-/** The scope fields of a request; at most one of the three flags. */
-export function scopeFields(o: ScopeFlags): Pick<DeleteFilterRequest, 'cgroupPath' | 'cgroupId' | 'pid'> {
-  const given = ([['--cgroup', o.cgroup], ['--cgroup-id', o.cgroupId], ['--pid', o.pid]] as const).filter(([, v]) => v !== undefined).map(([f]) => f);
-  if (given.length > 1) throw new UsageError(`give at most one of --cgroup, --cgroup-id and --pid (got ${given.join(', ')})`);
+/** How a person spells the scope fields, for messages: the flags, or a plan's keys. */
+export type ScopeNames = Record<keyof ScopeFlags, string>;
+export const SCOPE_FLAGS: ScopeNames = { cgroup: '--cgroup', cgroupId: '--cgroup-id', pid: '--pid' };
+
+/** The scope fields of a request; at most one of the three. */
+export function scopeFields(o: ScopeFlags, n: ScopeNames = SCOPE_FLAGS): Pick<DeleteFilterRequest, 'cgroupPath' | 'cgroupId' | 'pid'> {
+  const given = (['cgroup', 'cgroupId', 'pid'] as const).filter((k) => o[k] !== undefined).map((k) => n[k]);
+  if (given.length > 1) throw new UsageError(`give at most one of ${n.cgroup}, ${n.cgroupId} and ${n.pid} (got ${given.join(', ')})`);
   if (o.cgroup !== undefined) {
-    if (!o.cgroup.trim()) throw new UsageError('--cgroup: empty path');
+    if (!o.cgroup.trim()) throw new UsageError(`${n.cgroup}: empty path`);
     return { cgroupPath: o.cgroup };
   }
-  if (o.cgroupId !== undefined) return { cgroupId: parseCount(o.cgroupId, '--cgroup-id', 1) };
+  if (o.cgroupId !== undefined) return { cgroupId: parseCount(o.cgroupId, n.cgroupId, 1) };
   if (o.pid !== undefined) {
-    const pid = parseCount(o.pid, '--pid', 1);
-    if (Number(pid) > PID_MAX_LIMIT) throw new UsageError(`bad --pid "${o.pid}": must be at most ${PID_MAX_LIMIT}`);
+    const pid = parseCount(o.pid, n.pid, 1);
+    if (Number(pid) > PID_MAX_LIMIT) throw new UsageError(`bad ${n.pid} "${o.pid}": must be at most ${PID_MAX_LIMIT}`);
     return { pid: Number(pid) };
   }
   return {};
+}
+
+type Scoped = Pick<DeleteFilterRequest, 'cgroupPath' | 'cgroupId' | 'pid'>;
+
+/** "cgroup /x", "cgroup id 4", "the cgroup of pid 7": a scope as it was asked for; null for none. */
+export function scopeText(r: Scoped): string | null {
+  if (r.cgroupPath) return `cgroup ${r.cgroupPath}`;
+  if (r.cgroupId && String(r.cgroupId) !== '0') return `cgroup id ${r.cgroupId}`;
+  if (r.pid) return `the cgroup of pid ${r.pid}`;
+  return null;
+}
+
+/** "/var/lib/db/x (cgroup /system.slice/db.service)", "7:0": a SetFilter's target and scope as it was asked for. */
+export function targetText(r: Scoped & { device?: string; file?: string }): string {
+  const s = scopeText(r);
+  return `${r.file || r.device}${s ? ` (${s})` : ''}`;
+}
+
+/** Equal for two requests that name the same target and scope the same way (the agent keeps one filter per device and scope). */
+export function targetKey(r: Scoped & { device?: string; file?: string }): string {
+  return JSON.stringify([r.file ? 'file' : 'device', r.file || r.device, scopeText(r)]);
 }
 
 /** `delete [DEV] [scope | --all-scopes] | delete --id N`: the request and how its target reads. */
@@ -54,12 +80,8 @@ export function deleteRequest(dev: string | undefined, o: ScopeFlags & { allScop
   if (dev === undefined) throw new UsageError('delete: give DEV (with an optional --cgroup, --cgroup-id, --pid or --all-scopes), or --id N');
   checkDevice(dev);
   if (scoped && o.allScopes) throw new UsageError('delete: give either a scope (--cgroup, --cgroup-id, --pid) or --all-scopes, not both');
-  const what =
-    scope.cgroupPath !== undefined ? ` for cgroup ${scope.cgroupPath}`
-    : scope.cgroupId !== undefined ? ` for cgroup id ${scope.cgroupId}`
-    : scope.pid !== undefined ? ` for the cgroup of pid ${scope.pid}`
-    : o.allScopes ? ' (all scopes)'
-    : '';
+  const s = scopeText(scope);
+  const what = s ? ` for ${s}` : o.allScopes ? ' (all scopes)' : '';
   return { req: { device: dev, ...scope, ...(o.allScopes && { allScopes: true }) }, what: `on ${dev}${what}` };
 }
 

@@ -29,6 +29,10 @@ export interface FakeAgentOptions {
   status?: Partial<StatusResponse>;
   /** Watch: these messages, then the stream ends with OK. Unset: the stream stays open with nothing. */
   watch?: WatchEvent[];
+  /** A behaviour per method name, instead of `behaviour`. */
+  methods?: Record<string, Behaviour>;
+  /** SetFilter: the Filter to answer with, from the request. Unset: one on loop0 (7:0), unscoped. */
+  filter?: (req: any) => object;
 }
 
 export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgent> {
@@ -44,14 +48,15 @@ export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgen
       agent.requests.push({ method, req: call.request });
       flight.now++;
       flight.max = Math.max(flight.max, flight.now);
-      if (behaviour === 'hang') {
+      const b = o.methods?.[method] ?? behaviour;
+      if (b === 'hang') {
         call.on('cancelled', () => flight.now--); // the client's deadline ends it
         return;
       }
       setTimeout(() => {
         flight.now--;
-        if (behaviour === 'ok') cb(null, answer(call.request));
-        else cb(behaviour);
+        if (b === 'ok') cb(null, answer(call.request));
+        else cb(b);
       }, delayMs);
     };
 
@@ -59,7 +64,7 @@ export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgen
     Attach: handler('Attach', (req) => ({ state: { attached: true, mode: req.mode === 'MODE_AUTO' ? 'MODE_FMOD_RET' : req.mode, hook: 'fake/should_fail_bio' } })),
     Detach: handler('Detach', () => ({ wasAttached: true, filtersRemoved: 0 })),
     SetFilter: handler('SetFilter', (req) => ({
-      filter: {
+      filter: o.filter?.(req) ?? {
         device: { major: 7, minor: 0, name: 'loop0', diskName: 'loop0' },
         wholeDevice: !req.ranges.length,
         ranges: req.ranges.length ? req.ranges : [{ start: '0', end: '2097151', ops: req.wholeDeviceOps }],

@@ -6,43 +6,17 @@
 // --dry-run sends nothing. Every case ends by asking each agent (Status) what is left.
 // The check script counts its own runs in a file, so "at the first failing check" is
 // proven by counting, not by timing. Needs root (BPF, loop devices) and `npm run build`.
-import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { IoFilterClient } from '../../client';
 import { RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, LoopDevice } from '../helpers/loop';
+import { ctl } from '../helpers/run-ctl';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { until } from '../helpers/wait';
 
-const CLI = path.join(__dirname, '..', '..', 'dist', 'client', 'cli.js');
 const d = describeIf(hostUnavailableReason(BUILT.agent, BUILT.cli));
-
-type Event = Record<string, any> & { event: string };
-interface Ran {
-  code: number | null;
-  events: Event[];
-  stderr: string;
-}
-
-/** Runs the CLI with --json; `onEvent` sees each event as it is printed (and may signal the process). */
-function ctl(args: string[], onEvent?: (e: Event, child: ChildProcess) => void | Promise<void>): Promise<Ran> {
-  const child = spawn(process.execPath, [CLI, '--json', '--timeout', '5s', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const events: Event[] = [];
-  let stderr = '';
-  const pending: Promise<void>[] = [];
-  child.stderr!.on('data', (b) => (stderr += b));
-  readline.createInterface({ input: child.stdout! }).on('line', (l) => {
-    const e = JSON.parse(l) as Event;
-    events.push(e);
-    if (onEvent) pending.push(Promise.resolve(onEvent(e, child)));
-  });
-  return new Promise((resolve, reject) =>
-    child.once('close', (code) => Promise.all(pending).then(() => resolve({ code, events, stderr }), reject)),
-  );
-}
 
 const lines = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean) : []);
 
@@ -264,7 +238,7 @@ steps:
       event: 'aborted',
       stepsDone: 1,
       cleanup: { ok: 2, failed: 0, unreachable: 1 },
-      remaining: [{ host: gone.address, devices: [disk.path] }],
+      remaining: [{ host: gone.address, filters: [disk.path] }],
       exitCode: 28,
     });
     for (const h of fleet.slice(0, 2)) expect(await filtersOn(h)).toEqual([]);

@@ -113,6 +113,51 @@ describe('what a plan means', () => {
   });
 });
 
+describe('targets and scopes: file, cgroup, cgroupId, pid', () => {
+  const filters = (set: string) => schedule(parsePlan(`hosts: [a]\nsteps:\n  - set: ${set}\n`, 'plan.yaml'), opts).steps[0].requests.map(({ ttlMs, ...r }) => (expect(Number(ttlMs)).toBeGreaterThan(0), r));
+
+  test('a file: the request names the file, whole-file ops, no device', () => {
+    expect(filters('{ file: /var/lib/db/base/16384, ops: [read] }')).toEqual([{ file: '/var/lib/db/base/16384', wholeDeviceOps: ['OP_READ'] }]);
+  });
+
+  test('each scope becomes its wire field; a cgroup id keeps all 64 bits when written as a plain number', () => {
+    expect(filters('{ device: "7:0", cgroup: /system.slice/db.service, ops: [write] }')).toEqual([{ device: '7:0', cgroupPath: '/system.slice/db.service', wholeDeviceOps: ['OP_WRITE'] }]);
+    expect(filters('{ device: "7:0", cgroupId: 18446744073709551615, ops: [write] }')).toEqual([{ device: '7:0', cgroupId: '18446744073709551615', wholeDeviceOps: ['OP_WRITE'] }]);
+    expect(filters('{ device: "7:0", cgroupId: "4294967301", ops: [write] }')).toEqual([{ device: '7:0', cgroupId: 4294967301, wholeDeviceOps: ['OP_WRITE'] }]);
+    expect(filters('{ file: /x, pid: 4321, ops: [read], probability: 0.1 }')).toEqual([{ file: '/x', pid: 4321, wholeDeviceOps: ['OP_READ'], probability: 0.1 }]);
+  });
+
+  test('one device with different scopes in one step, and one file with and without a scope: each is its own filter', () => {
+    const set = `[{ device: "7:0", ops: [write] }, { device: "7:0", cgroup: /a, ops: [write] }, { device: "7:0", cgroup: /b, ops: [read] },
+      { device: "7:0", cgroupId: 9, ops: [read] }, { device: "7:0", pid: 9, ops: [read] }, { file: /x, ops: [read] }, { file: /x, cgroup: /a, ops: [read] }]`;
+    expect(filters(set).map((r) => [r.device ?? r.file, r.cgroupPath ?? r.cgroupId ?? r.pid ?? null])).toEqual([
+      ['7:0', null], ['7:0', '/a'], ['7:0', '/b'], ['7:0', 9], ['7:0', 9], ['/x', null], ['/x', '/a'],
+    ]);
+  });
+
+  test.each([
+    ['device and file', `{ device: "7:0", file: /x, ops: [read] }`, /^plan\.yaml:3:10: steps\[0\]\.set: give either device or file, not both$/],
+    ['neither device nor file', `{ cgroup: /a, ops: [read] }`, /^plan\.yaml:3:10: steps\[0\]\.set: give device \(MAJ:MIN or a \/dev path\) or file$/],
+    ['a relative file', `{ file: var/x, ops: [read] }`, /^plan\.yaml:3:18: steps\[0\]\.set\.file: bad file "var\/x": give an absolute path on the agents' hosts$/],
+    ['a file that is not a string', `{ file: [/x], ops: [read] }`, /^plan\.yaml:3:18: steps\[0\]\.set\.file: expected an absolute path$/],
+    ['a file with ranges', `{ file: /x, ops: [read], ranges: ["0-7"] }`, /^plan\.yaml:3:10: steps\[0\]\.set: ranges cannot be used with file \(the file's extents are the ranges\)$/],
+    ['cgroup and pid', `{ device: "7:0", cgroup: /a, pid: 3, ops: [read] }`, /^plan\.yaml:3:10: steps\[0\]\.set: give at most one of cgroup, cgroupId and pid \(got cgroup, pid\)$/],
+    ['all three scopes', `{ file: /x, pid: 3, cgroupId: 4, cgroup: /a, ops: [read] }`, /^plan\.yaml:3:10: steps\[0\]\.set: give at most one of cgroup, cgroupId and pid \(got cgroup, cgroupId, pid\)$/],
+    ['cgroupId 0', `{ device: "7:0", cgroupId: 0, ops: [read] }`, /^plan\.yaml:3:37: steps\[0\]\.set\.cgroupId: bad cgroupId "0": must be at least 1$/],
+    ['cgroupId past 2^64-1', `{ device: "7:0", cgroupId: 18446744073709551616, ops: [read] }`, /^plan\.yaml:3:37: steps\[0\]\.set\.cgroupId: bad cgroupId "18446744073709551616": must be at most 2\^64-1$/],
+    ['a cgroupId that is not a whole number', `{ device: "7:0", cgroupId: 1.5, ops: [read] }`, /^plan\.yaml:3:37: steps\[0\]\.set\.cgroupId: bad cgroupId "1\.5": must be a whole number$/],
+    ['pid past pid_max', `{ device: "7:0", pid: 4194305, ops: [read] }`, /^plan\.yaml:3:32: steps\[0\]\.set\.pid: bad pid "4194305": must be at most 4194304$/],
+    ['a negative pid', `{ device: "7:0", pid: -5, ops: [read] }`, /^plan\.yaml:3:32: steps\[0\]\.set\.pid: bad pid "-5": must be a whole number$/],
+    ['an empty cgroup', `{ device: "7:0", cgroup: "", ops: [read] }`, /^plan\.yaml:3:35: steps\[0\]\.set\.cgroup: expected a non-empty string$/],
+    ['a cgroup that is a list', `{ device: "7:0", cgroup: [/a], ops: [read] }`, /^plan\.yaml:3:35: steps\[0\]\.set\.cgroup: expected a cgroup path$/],
+    ['a misspelt scope key', `{ device: "7:0", cgroup_id: 5, ops: [read] }`, /^plan\.yaml:3:27: steps\[0\]\.set: unknown key "cgroup_id" \(known: device, file, cgroup, cgroupId, pid, ops, /],
+    ['one file twice', `[{ file: /x, ops: [read] }, { file: /x, ops: [write] }]`, /^plan\.yaml:3:10: steps\[0\]\.set: file \/x is given twice \(the agent keeps one filter per device and cgroup scope: the second would replace the first\)$/],
+    ['one file twice with one scope', `[{ file: /x, pid: 7, ops: [read] }, { file: /x, pid: 7, ops: [write] }]`, /^plan\.yaml:3:10: steps\[0\]\.set: file \/x \(the cgroup of pid 7\) is given twice/],
+    ['one device twice with one cgroup', `[{ device: "7:0", cgroup: /a, ops: [read] }, { device: "7:0", cgroup: /a, ops: [write] }]`, /^plan\.yaml:3:10: steps\[0\]\.set: device 7:0 \(cgroup \/a\) is given twice \(.*; put all its ranges in one\)$/],
+    ['one device twice with one cgroup id', `[{ device: "7:0", cgroupId: 12, ops: [read] }, { device: "7:0", cgroupId: "12", ops: [write] }]`, /^plan\.yaml:3:10: steps\[0\]\.set: device 7:0 \(cgroup id 12\) is given twice/],
+  ])('refused: %s', (_what, set, re) => refuse(`hosts: [a]\nsteps:\n  - set: ${set}\n`, re));
+});
+
 describe('refused, with file:line:col', () => {
   test.each([
     ['an unknown top-level key', `hosts: [a]\nstep:\n  - x\n`, /^plan\.yaml:2:1: plan: unknown key "step" \(known: hosts, hostsFile, check, steps, cleanup\)/],
