@@ -1,8 +1,12 @@
 // The core real-EIO subset, run on EVERY kernel of the matrix (IOFILTER_KERNEL=5.10,
 // 6.1, 6.12, 7.2): both enforcing modes (or, where the kernel makes a mode unsafe or
 // impossible, its refusal with the reason), ranges, partitions both ways, the empty
-// flush, observe counting, and a TTL the kernel enforces with the agent verifiably
-// dead. Every case is recorded in the kernel matrix (tests/helpers/matrix.ts).
+// flush, observe counting, max failures (or its refusal where the kernel cannot count
+// exactly), probability (one draw per bio, split bios judged once), and a TTL the
+// kernel enforces with the agent verifiably dead. Every case is recorded in the
+// kernel matrix (tests/helpers/matrix.ts).
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { Guest, KERNEL, PIN_DIR } from '../helpers/guest';
 import { matrixCase, matrixRefused, setRelease, writeMatrix } from '../helpers/matrix';
 import { describeIf } from '../helpers/tier';
@@ -13,6 +17,10 @@ const d = describeIf(vmUnavailableReason());
 /** What each kernel of the matrix is expected to offer (measured; see README "Kernel matrix"). */
 const KPROBE_REFUSED = KERNEL === '7.2'; // kprobe + bpf_override_return oopses there: refused up front
 const KPROBE_UNPINNED = KERNEL === '5.10'; // no BPF perf links before 5.15
+const FETCH_ATOMICS = KERNEL !== '5.10'; // BPF atomic fetch-add: 5.12+
+
+/** binomial(n, p) is within k standard deviations of its mean */
+const within = (x: number, n: number, p: number, k = 5) => Math.abs(x - n * p) <= k * Math.sqrt(n * p * (1 - p));
 
 d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
   let g: Guest;
@@ -128,6 +136,72 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
     expect((await g.filterOf(g.disk))?.ranges.map((r) => [r.matched, r.failed])).toEqual([['2', '2']]);
     await g.client.deleteFilter(g.disk);
   }));
+
+  describe('fmod_ret: max failures and probability', () => {
+    beforeAll(() => g.attach('fmod_ret'), 120_000);
+    afterEach(() => g.client.clearFilters());
+
+    // BPF atomic fetch-add (5.12+) counts the first K exactly; without it the table refuses
+    const exactMaxFailures = async () => {
+      await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'], maxFailures: 3 });
+      const seen = [];
+      for (let i = 0; i < 6; i++) seen.push(await g.io(g.disk, 'write', i * 8));
+      expect(seen).toEqual(['EIO', 'EIO', 'EIO', 'ok', 'ok', 'ok']);
+      const f = await g.filterOf(g.disk);
+      expect(f).toMatchObject({ maxFailures: '3', failures: '3' });
+      expect(f?.ranges[0]).toMatchObject({ matched: '6', failed: '3' });
+    };
+    const refusedMaxFailures = async () => {
+      const err = await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'], maxFailures: 3 }).then(
+        () => null,
+        (e: { code: number; details: string }) => e,
+      );
+      expect({ code: err && grpc.status[err.code], details: err?.details }).toEqual({
+        code: 'FAILED_PRECONDITION',
+        details: expect.stringMatching(/max_failures needs BPF atomic fetch-add \(Linux 5\.12\+\).*this kernel is 5\.10\.\d+/),
+      });
+      expect(await g.filterOf(g.disk)).toBeUndefined(); // refused whole: nothing was set
+      expect(await g.io(g.disk, 'write', 0)).toBe('ok');
+      matrixRefused(KERNEL, 'fmod_ret', 'max failures', err!.details);
+    };
+    if (FETCH_ATOMICS) test('max failures: exactly the first K matching I/Os fail', matrixCase(KERNEL, 'fmod_ret', 'max failures', exactMaxFailures));
+    else test('max failures: refused with the kernel named (no BPF fetch atomics before 5.12); nothing set', refusedMaxFailures);
+
+    test('probability 0.5: about half of 120 writes fail, and Status counts exactly those', matrixCase(KERNEL, 'fmod_ret', 'probability', async () => {
+      await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'], probability: 0.5 });
+      const r = await g.vm.exec(
+        `n=0; for i in $(seq 120); do dd if=/dev/zero of=${g.disk} bs=4096 count=1 seek=$i oflag=direct conv=notrunc status=none 2>/dev/null || n=$((n+1)); done; echo $n`,
+      );
+      const failed = Number(r.stdout.trim());
+      expect(within(failed, 120, 0.5)).toBe(true);
+      expect((await g.filterOf(g.disk))?.ranges[0]).toMatchObject({ matched: '120', failed: String(failed) });
+    }));
+
+    test('probability 0.5 over bios spanning 8 ranges that the kernel splits into 8: about half fail, each counted once', matrixCase(KERNEL, 'fmod_ret', 'probability, split bios', async () => {
+      // 8 KiB pieces: a 32 KiB direct write is one bio the kernel splits and resubmits 3 times
+      const name = path.basename(g.other);
+      await g.vm.sh(`echo 4 > /sys/block/${name}/queue/max_sectors_kb`);
+      try {
+        const ranges = Array.from({ length: 8 }, (_, i) => ({ start: i * 8, end: i * 8 + 7, ops: ['OP_WRITE' as const] }));
+        await g.client.setFilter({ device: g.other, ranges, probability: 0.5 });
+        const n = 200;
+        const r = await g.vm.exec(
+          `n=0; for i in $(seq ${n}); do dd if=/dev/zero of=${g.other} bs=32768 count=1 oflag=direct conv=notrunc status=none 2>/dev/null || n=$((n+1)); done; echo $n`,
+          300_000,
+        );
+        const failed = Number(r.stdout.trim());
+        // one draw per bio: binomial(200, 0.5); one draw per range or per piece would fail nearly all
+        expect(within(failed, n, 0.5)).toBe(true);
+        const f = await g.filterOf(g.other);
+        expect(f?.matchedIos).toBe(String(n)); // the resubmitted remainders were not judged again
+        expect(f?.failedIos).toBe(String(failed));
+        expect(f?.ranges.map((x) => x.matched)).toEqual(Array(8).fill(String(n)));
+        expect(f?.ranges.map((x) => x.failed)).toEqual(Array(8).fill(String(failed)));
+      } finally {
+        await g.vm.exec(`echo 1280 > /sys/block/${name}/queue/max_sectors_kb`);
+      }
+    }));
+  });
 
   test('TTL: the kernel stops failing I/O at expiry with the agent verifiably dead', matrixCase(KERNEL, 'fmod_ret', 'TTL, agent dead', async () => {
     await g.attach('fmod_ret');
