@@ -18,6 +18,7 @@ import { fakeKernel } from '../helpers/fake-kernel';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
 import { builtReason, describeIf } from '../helpers/tier';
 import { ROOT } from '../helpers/common';
+import { refusal } from '../helpers/refusal';
 
 const resolver = new CgroupResolver();
 const BUILT = path.join(ROOT, 'dist', 'agent', 'cgroup.js');
@@ -40,14 +41,6 @@ const words = (f: string) => fs.readFileSync(f, 'utf8').split(/\s+/).filter(Bool
 /** Whether blkio is bound to a cgroup v1 hierarchy, from /proc/cgroups (hierarchy id > 0). */
 const blkioOnV1 = () => fs.readFileSync('/proc/cgroups', 'utf8').split('\n').some((l) => /^blkio\s+[1-9]/.test(l));
 
-function refusal(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    return { code: status[(e as { code: number }).code], message: (e as Error).message };
-  }
-  throw new Error('expected a refusal');
-}
 
 d('cgroup scopes on this host (root)', () => {
   let m: Cgroup2Mount;

@@ -2,9 +2,9 @@
 // the mount found in mountinfo, paths, ids and pids to {id, level, path}, the refusals,
 // the pid mapping from a private cgroup namespace, and every warning.
 import * as fs from 'node:fs';
-import { status } from '@grpc/grpc-js';
 import { CgroupQuery, CgroupResolver } from '../../agent/cgroup';
 import { fakeCgroups, FakeCgroups } from '../helpers/fake-cgroups';
+import { refusal } from '../helpers/refusal';
 
 const trees: FakeCgroups[] = [];
 const tree = (o?: Parameters<typeof fakeCgroups>[0]) => {
@@ -14,15 +14,6 @@ const tree = (o?: Parameters<typeof fakeCgroups>[0]) => {
 };
 afterAll(() => trees.forEach((t) => t.cleanup()));
 
-/** The gRPC code name and message of what `fn` throws. */
-function refusal(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    return { code: status[(e as { code: number }).code], message: (e as Error).message };
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('the cgroup2 mount', () => {
   test('found in mountinfo (escaped space in the mount point), nothing hybrid', () => {

@@ -6,12 +6,11 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { status } from '@grpc/grpc-js';
 import { splitDev } from '../../agent/devices';
-import { RpcError } from '../../agent/errors';
 import { extentsToRanges, FileHost, mergeRanges, resolveFile } from '../../agent/files';
 import type * as native from '../../native';
 import { fakeSysfs } from '../helpers/fake-kernel';
+import { refusal, refusalOf } from '../helpers/refusal';
 
 type Ext = native.FileExtents['extents'][number];
 const X = (physical: bigint | number, length: bigint | number, flags: string[] = [], logical: bigint | number = 0): Ext => ({
@@ -22,22 +21,6 @@ const X = (physical: bigint | number, length: bigint | number, flags: string[] =
 });
 const K = 4096;
 
-/** The RpcError fn throws, as {code name, message}; fails the test if it does not throw one. */
-function refusal(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(RpcError);
-    return { code: status[(e as RpcError).code], message: (e as Error).message };
-  }
-  throw new Error('expected a refusal, got none');
-}
-async function refusalOf(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const e = await p.then(() => null, (x: unknown) => x);
-  if (!e) throw new Error('expected a refusal, got none');
-  expect(e).toBeInstanceOf(RpcError);
-  return { code: status[(e as RpcError).code], message: (e as Error).message };
-}
 
 describe('extentsToRanges', () => {
   test('bytes become inclusive 512-byte sectors in the device coordinates FIEMAP reports', () => {
