@@ -93,6 +93,13 @@ export function parseCount(s: string, what: string, min = 0): number | string {
   return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : String(n);
 }
 
+/** A filter's kernel event rate for Watch: 0 (none) to the agent's bound of 1000000 per second. */
+export function parseEventRate(s: string, what: string): number {
+  const n = parseCount(s, what);
+  if (typeof n !== 'number' || n > 1_000_000) throw new UsageError(`bad ${what} "${s}": must be at most 1000000 events per second`);
+  return n;
+}
+
 /** How a person spells a filter's target fields, for messages: `set`'s arguments, or a plan's keys. */
 export interface TargetNames {
   /** Starts the messages about how the fields combine. */

@@ -10,7 +10,7 @@ import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
-import { formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, setTarget } from './args';
+import { formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
 import { UsageError } from './errors';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
@@ -141,10 +141,12 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .option('--range <start-end>', "512-byte sectors, inclusive, in DEV's own coordinates; repeatable", (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--ttl <dur>', "the kernel stops failing I/O after this (default: the agent's default TTL)")
     .option('--probability <p>', 'fail about this share of matching I/O, in (0, 1]')
-    .option('--max-failures <k>', 'fail only the first K matching I/Os');
+    .option('--max-failures <k>', 'fail only the first K matching I/Os')
+    .option('--events <n>', 'kernel events for `watch`: at most N per second (default 1000; 0: none)')
+    .option('--events-spared', 'also emit events for matching I/O spared by --probability or --max-failures');
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
   addScopeOptions(set);
-  type SetOpts = { file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
+  type SetOpts = { file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; events?: string; eventsSpared?: boolean; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
   set.action((dev: string | undefined, o: SetOpts) => {
     const target = setTarget(dev, o.file, o.range.length > 0);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
@@ -160,6 +162,8 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     }
     if (o.probability !== undefined) req.probability = parseProbability(o.probability);
     if (o.maxFailures !== undefined) req.maxFailures = parseCount(o.maxFailures, '--max-failures', 1);
+    if (o.events !== undefined) req.eventsPerSecond = parseEventRate(o.events, '--events');
+    if (o.eventsSpared) req.eventsSpared = true;
     chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(req), render: setLines });
   });
 

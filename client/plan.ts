@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Document, isAlias, isMap, isScalar, isSeq, LineCounter, Node, parseDocument } from 'yaml';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { OP_NAMES, opFromWord, opToWire, opWord } from '../proto/names';
-import { checkDevice, filterTarget, formatDuration, parseCount, parseDuration, parseHosts, parseProbability, parseRange, TargetNames } from './args';
+import { checkDevice, filterTarget, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, TargetNames } from './args';
 import { UsageError } from './errors';
 import { normalizeHost } from './hosts';
 import { ScopeFlags, scopeFields, ScopeNames, targetKey, targetText } from './scope';
@@ -245,7 +245,7 @@ class Reader {
   }
 
   filter(n: Node | null, key: string): StepFilter {
-    const m = this.map(n, key, ['device', 'file', 'cgroup', 'cgroupId', 'pid', 'ops', 'ranges', 'ttl', 'probability', 'maxFailures']);
+    const m = this.map(n, key, ['device', 'file', 'cgroup', 'cgroupId', 'pid', 'ops', 'ranges', 'ttl', 'probability', 'maxFailures', 'events', 'eventsSpared']);
     // each value is checked where it is written, then how they combine where the filter is
     const value = (k: string, what: string, check: (v: string) => unknown): string | undefined => {
       if (!m.has(k)) return undefined;
@@ -288,6 +288,16 @@ class Reader {
     if (m.has('maxFailures')) {
       const k = m.get('maxFailures')!;
       request.maxFailures = this.parse(k, `${key}.maxFailures`, () => parseCount(this.str(k, `${key}.maxFailures`, 'a count'), 'count', 1));
+    }
+    if (m.has('events')) {
+      const k = m.get('events')!;
+      request.eventsPerSecond = this.parse(k, `${key}.events`, () => parseEventRate(this.str(k, `${key}.events`, 'events per second'), 'events per second'));
+    }
+    if (m.has('eventsSpared')) {
+      const b = m.get('eventsSpared')!;
+      const v = this.scalar(b, `${key}.eventsSpared`, 'true or false');
+      if (typeof v !== 'boolean') this.fail(b, `${key}.eventsSpared: expected true or false`);
+      request.eventsSpared = v;
     }
     const f: StepFilter = { request };
     if (m.has('ttl')) f.ttl = { ms: this.duration(m.get('ttl')!, `${key}.ttl`), at: this.at(m.get('ttl')) };

@@ -118,6 +118,13 @@ describe('parseArgs builds the request', () => {
       arg: { device: '/dev/nvme0n1p2', ranges: [{ start: '0', end: '2047', ops }, { start: '100000', end: '18446744073709551615', ops }], ttlMs: 300_000, probability: 0.5, maxFailures: 10 },
     });
   });
+  test('set --events N and --events-spared: the kernel event rate for watch, and spared I/O too', async () => {
+    expect(await requestOf(['--host', 'db1', 'set', '7:0', '--write', '--events', '0'])).toEqual({ method: 'setFilterResponse', arg: { device: '7:0', wholeDeviceOps: ['OP_WRITE'], eventsPerSecond: 0 } });
+    expect(await requestOf(['--host', 'db1', 'set', '7:0', '--write', '--probability', '0.1', '--events', '50', '--events-spared'])).toEqual({
+      method: 'setFilterResponse',
+      arg: { device: '7:0', wholeDeviceOps: ['OP_WRITE'], probability: 0.1, eventsPerSecond: 50, eventsSpared: true },
+    });
+  });
   test('attach --mode, detach, delete', async () => {
     expect(await requestOf(['--host', 'db1', 'attach'])).toEqual({ method: 'attach', arg: 'auto' });
     expect(await requestOf(['--host', 'db1', 'attach', '--mode', 'observe'])).toEqual({ method: 'attach', arg: 'observe' });
@@ -158,6 +165,8 @@ describe('usage errors: exit 1 before any network call, message on stderr, nothi
     ['bad range syntax', [...H, 'set', '7:0', '--write', '--range', '10..20'], /bad range "10..20"/],
     ['range past 2^64-1', [...H, 'set', '7:0', '--write', '--range', '0-18446744073709551616'], /2\^64-1/],
     ['bad duration', [...H, 'set', '7:0', '--write', '--ttl', '5 minutes'], /bad TTL "5 minutes"/],
+    ['an event rate over the bound', [...H, 'set', '7:0', '--write', '--events', '1000001'], /bad --events "1000001": must be at most 1000000 events per second/],
+    ['a negative event rate', [...H, 'set', '7:0', '--write', '--events', '-1'], /bad --events "-1": must be a whole number/],
     ['zero TTL', [...H, 'set', '7:0', '--write', '--ttl', '0s'], /must be positive/],
     ['bad probability', [...H, 'set', '7:0', '--write', '--probability', '1.5'], /bad probability "1.5"/],
     ['probability 0', [...H, 'set', '7:0', '--write', '--probability', '0'], /bad probability "0"/],

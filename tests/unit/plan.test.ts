@@ -108,6 +108,11 @@ describe('what a plan means', () => {
     ]);
   });
 
+  test('events and eventsSpared: the kernel event rate for watch, 0 for none', () => {
+    const s = schedule(parsePlan(`hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], probability: 0.5, events: 0 }\n  - set: { device: "7:0", ops: [write], events: 20, eventsSpared: true }\n`, 'p.yaml'), opts);
+    expect(s.steps.map((st) => [st.requests[0].eventsPerSecond, st.requests[0].eventsSpared])).toEqual([[0, undefined], [20, true]]);
+  });
+
   test('a check without every/timeout: every 5s, timeout = every; `command: true` is a command; it runs in the plan\'s directory', () => {
     expect(parsePlan(`check: { command: true }\n${step()}`, path.join(tmp, 'p.yaml')).check).toEqual({ command: 'true', cwd: tmp, everyMs: 5000, timeoutMs: 5000 });
   });
@@ -175,6 +180,8 @@ describe('refused, with file:line:col', () => {
     ['an unknown op', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write, trim] }\n`, /^plan\.yaml:3:40: steps\[0\]\.set\.ops\[1\]: unknown operation "trim"/],
     ['a bad device', `hosts: [a]\nsteps:\n  - set: { device: sda, ops: [write] }\n`, /^plan\.yaml:3:20: steps\[0\]\.set\.device: device "sda" is neither MAJ:MIN \(e\.g\. 259:2\) nor a \/dev path/],
     ['a bad range', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], ranges: ["9-1"] }\n`, /^plan\.yaml:3:50: steps\[0\]\.set\.ranges\[0\]: bad range "9-1": start 9 > end 1/],
+    ['an event rate over the bound', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], events: 1000001 }\n`, /^plan\.yaml:3:49: steps\[0\]\.set\.events: bad events per second "1000001": must be at most 1000000 events per second$/],
+    ['eventsSpared that is not a boolean', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], eventsSpared: yes }\n`, /^plan\.yaml:3:55: steps\[0\]\.set\.eventsSpared: expected true or false$/],
     ['a bad probability', `hosts: [a]\nsteps:\n  - set: { device: "7:0", ops: [write], probability: 2 }\n`, /^plan\.yaml:3:54: steps\[0\]\.set\.probability: bad probability "2"/],
     ['one device twice in a step', `hosts: [a]\nsteps:\n  - set: [{ device: "7:0", ops: [write] }, { device: "7:0", ops: [read] }]\n`, /^plan\.yaml:3:10: steps\[0\]\.set: device 7:0 is given twice/],
     ['a bad host', `hosts: [a, "b:99999"]\n${step()}`, /^plan\.yaml:1:12: hosts\[1\]: host "b:99999": port must be 1-65535/],
