@@ -151,6 +151,41 @@ d('Watch: kernel events from a real agent (observe mode)', () => {
     await client.deleteFilter(p1.path);
   });
 
+  test('spared events: with eventsSpared every matched I/O gives one event, would-fail or spared as its draw said; without, only would-fail', async () => {
+    const n = 40;
+    const writes = () => expect(spawnSync('dd', ['if=/dev/zero', `of=${disk.path}`, 'oflag=direct', 'bs=4096', `count=${n}`, 'status=none']).status).toBe(0);
+    const outcomes = (es: IoEvent__Output[]) => ({ wouldFail: es.filter((e) => e.outcome === 'OUTCOME_WOULD_FAIL').length, spared: es.filter((e) => e.outcome === 'OUTCOME_SPARED').length });
+    const w = watch({ device: disk.path });
+    await w.accepted;
+    // a sentinel after each batch: a sure failure by a dd of its own; events come in order
+    const sentinel = async () => {
+      await client.setFilter({ device: disk.path, ranges: [{ start: 0, end: 999, ops: ['OP_WRITE'] }], ttlMs: 600_000 });
+      const s = io(disk.path, 'write', 0);
+      await until(() => w.ios.some((e) => e.pid === s.pid), 'the sentinel event');
+      return w.ios.splice(0).filter((e) => e.pid !== s.pid);
+    };
+
+    const a = await client.setFilter({ device: disk.path, ranges: [{ start: 0, end: 999, ops: ['OP_WRITE'] }], probability: 0.5, eventsSpared: true, ttlMs: 600_000 });
+    expect(a.eventsSpared).toBe(true);
+    writes();
+    const stA = await filterOf(a.id);
+    const withSpared = await sentinel();
+    expect(stA.matchedIos).toBe(String(n));
+    const failed = Number(stA.failedIos);
+    expect(failed > 0 && failed < n).toBe(true); // both outcomes occur: P(not) = 2^-39
+    expect(outcomes(withSpared)).toEqual({ wouldFail: failed, spared: n - failed });
+    expect(withSpared.every((e) => e.filterId === a.id)).toBe(true);
+
+    const b = await client.setFilter({ device: disk.path, ranges: [{ start: 0, end: 999, ops: ['OP_WRITE'] }], probability: 0.5, ttlMs: 600_000 });
+    expect(b.eventsSpared).toBe(false);
+    writes();
+    const stB = await filterOf(b.id);
+    const without = await sentinel();
+    expect(outcomes(without)).toEqual({ wouldFail: Number(stB.failedIos), spared: 0 });
+    expect(w.lost).toEqual([]);
+    await client.deleteFilter(disk.path);
+  });
+
   test('the kernel rate limit drops events, counts them in Status and metrics, and the stream is told', async () => {
     const rate = 2;
     const f = await client.setFilter({ device: other.path, wholeDeviceOps: ['OP_WRITE'], eventsPerSecond: rate, ttlMs: 600_000 });
