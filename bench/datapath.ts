@@ -74,6 +74,7 @@ const dev = (l: LoopDevice) => ({ major: l.major, minor: l.minor });
 const spec = (l: LoopDevice, ranges: native.RangeSpec[], extra: Partial<native.FilterSpec> = {}): native.FilterSpec => ({
   device: dev(l), disk: dev(l), offset: 0n, size: BigInt(l.sizeSectors), ranges, eventsPerSecond: 0, ...extra,
 });
+const TTL_MS = 3_600_000; // the agent's default TTL
 const elsewhere = (c: Ctx) => spec(c.other, [{ start: 0n, end: 7n, ops: ['write'] }]);
 
 /**
@@ -142,11 +143,14 @@ export function cases(mode: native.Mode, opts: { anchors: boolean; only?: string
     ...[1, 64, 512, 4096].map((n) =>
       iofilterCase(`r${n}`, `iofilter ${m}, ${n} interleaved non-matching`, m, (c) => [elsewhere(c), spec(c.disk, interleaved(c.disk.sizeSectors, n))]),
     ),
+    // the agent gives every filter a TTL by default, and a TTL makes the program read the clock
+    iofilterCase('r4096ttl', `iofilter ${m}, 4096 interleaved, with a TTL`, m, (c) => [elsewhere(c), spec(c.disk, interleaved(c.disk.sizeSectors, 4096), { ttlMs: TTL_MS })]),
   ];
   if (mode === 'observe') {
-    const every = (c: Ctx, eventsPerSecond?: number) => spec(c.disk, [], { wholeOps: ['read'], eventsPerSecond });
-    all.push(iofilterCase('match', 'iofilter observe, matching, events off', m, (c) => [every(c, 0)], true));
-    all.push(iofilterCase('matchEv', 'iofilter observe, matching, events on (1000/s)', m, (c) => [every(c, undefined)], true));
+    const every = (c: Ctx, extra: Partial<native.FilterSpec>) => spec(c.disk, [], { wholeOps: ['read'], ...extra });
+    all.push(iofilterCase('match', 'iofilter observe, matching, events off', m, (c) => [every(c, {})], true));
+    all.push(iofilterCase('matchTtl', 'iofilter observe, matching, events off, TTL', m, (c) => [every(c, { ttlMs: TTL_MS })], true));
+    all.push(iofilterCase('matchEv', 'iofilter observe, matching, events on (1000/s)', m, (c) => [every(c, { eventsPerSecond: undefined })], true));
   }
   if (opts.anchors) all.push(...anchors());
   return opts.only ? all.filter((c) => opts.only!.includes(c.key)) : all;
