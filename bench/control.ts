@@ -1,60 +1,116 @@
-// Control-plane latency and throughput against a real local agent (observe mode):
-// SetFilter and Status at 1 and 16 concurrent clients, interleaved by round.
+// Control-plane latency against a real local agent (its own process, observe mode):
+// SetFilter with a 1-range and with a 4096-range filter and Status, with one client,
+// and SetFilter and Status with 16 concurrent clients, in interleaved rounds. Reports
+// per-round p50/p99 (median and spread over rounds), the p99 of all calls pooled, and
+// when the slow calls (> 5 ms) happened, to tell periodic stalls from random ones.
+// Every combination first runs once untimed: the first calls of a fresh agent and
+// client are slower (V8 compiles the paths they take) and are reported on their own.
 import { IoFilterClient } from '../client';
+import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { startAgent } from '../tests/helpers/agent';
-import { createLoop } from '../tests/helpers/loop';
+import { createLoop, LoopDevice } from '../tests/helpers/loop';
+import { percentile } from './stats';
 
 export interface LatencyResult {
+  key: string;
   rpc: string;
+  ranges: number; // ranges per SetFilter (0 for Status)
   clients: number;
-  p50Ms: number[];
+  p50Ms: number[]; // per round
   p99Ms: number[];
   perSecond: number[];
+  pooled: { calls: number; p50Ms: number; p99Ms: number; maxMs: number };
+  /** Calls over 5 ms: when (ms since the agent answered first) and how long. */
+  slow: { atMs: number; ms: number }[];
+  /** The untimed warm-up run before round 1, as measured: the first calls of a fresh agent. */
+  warmup: { calls: number; p50Ms: number; p99Ms: number; firstMs: number };
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
+export const SLOW_MS = 5;
 
-export async function runControl(opts: { rounds: number; callsPerRun: number; log: (s: string) => void }): Promise<LatencyResult[]> {
-  const disk = createLoop(16);
+/** `n` write ranges of 8 sectors, 16 sectors apart: what a 4096-range filter looks like. */
+export function manyRanges(n: number, from = 0): SetFilterRequest['ranges'] {
+  return Array.from({ length: n }, (_, i) => ({ start: from + i * 16, end: from + i * 16 + 7, ops: ['OP_WRITE' as const] }));
+}
+
+interface Combo {
+  key: string;
+  rpc: 'SetFilter' | 'Status';
+  ranges: number;
+  clients: number;
+  calls: number;
+}
+
+export async function runControl(opts: { rounds: number; calls: number; log: (s: string) => void }): Promise<LatencyResult[]> {
+  const small = createLoop(16);
+  const big = createLoop(64); // 4096 ranges 16 sectors apart need 32 MiB
   const agent = await startAgent({ pinDir: `/sys/fs/bpf/iofilter-bench-ctl-${process.pid}`, attach: 'observe', args: ['--log-level', 'warn'] });
-  const combos = [
-    ['SetFilter', 1], ['Status', 1], ['SetFilter', 16], ['Status', 16],
-  ] as const;
-  const results: LatencyResult[] = combos.map(([rpc, clients]) => ({ rpc, clients, p50Ms: [], p99Ms: [], perSecond: [] }));
-  const clients = Array.from({ length: 16 }, () => new IoFilterClient(agent.address, { timeoutMs: 10_000 }));
+  const t0 = Date.now();
+  const n = opts.calls;
+  const combos: Combo[] = [
+    { key: 'set1', rpc: 'SetFilter', ranges: 1, clients: 1, calls: n },
+    { key: 'set4096', rpc: 'SetFilter', ranges: 4096, clients: 1, calls: Math.max(20, n / 10) },
+    { key: 'status', rpc: 'Status', ranges: 0, clients: 1, calls: n },
+    { key: 'set1x16', rpc: 'SetFilter', ranges: 1, clients: 16, calls: 2 * n },
+    { key: 'statusx16', rpc: 'Status', ranges: 0, clients: 16, calls: 2 * n },
+  ];
+  const all: number[][] = combos.map(() => []);
+  const results: LatencyResult[] = combos.map((c) => ({
+    key: c.key, rpc: c.rpc, ranges: c.ranges, clients: c.clients, p50Ms: [], p99Ms: [], perSecond: [], pooled: { calls: 0, p50Ms: NaN, p99Ms: NaN, maxMs: NaN }, slow: [], warmup: { calls: 0, p50Ms: NaN, p99Ms: NaN, firstMs: NaN },
+  }));
+  const clients = Array.from({ length: 16 }, () => new IoFilterClient(agent.address, { timeoutMs: 30_000 }));
+  const request = (c: Combo, disk: LoopDevice, k: number): SetFilterRequest =>
+    c.ranges === 1 ? { device: disk.path, ranges: [{ start: k * 8, end: k * 8 + 7, ops: ['OP_WRITE'] }], ttlMs: 600_000 } : { device: disk.path, ranges: manyRanges(c.ranges), ttlMs: 600_000 };
   try {
-    await clients[0].setFilter({ device: disk.path, ranges: [{ start: 0, end: 7, ops: ['OP_WRITE'] }], ttlMs: 600_000 });
-    for (let round = 0; round < opts.rounds; round++) {
-      for (let i = 0; i < combos.length; i++) {
-        const [rpc, n] = combos[i];
-        const lat: number[] = [];
-        let left = opts.callsPerRun;
-        const started = process.hrtime.bigint();
-        await Promise.all(
-          clients.slice(0, n).map(async (c, k) => {
-            while (left-- > 0) {
-              const t = process.hrtime.bigint();
-              if (rpc === 'SetFilter') await c.setFilter({ device: disk.path, ranges: [{ start: k * 8, end: k * 8 + 7, ops: ['OP_WRITE'] }], ttlMs: 600_000 });
-              else await c.status();
-              lat.push(Number(process.hrtime.bigint() - t) / 1e6);
-            }
-          }),
-        );
-        const wallS = Number(process.hrtime.bigint() - started) / 1e9;
-        results[i].p50Ms.push(pct(lat, 50));
-        results[i].p99Ms.push(pct(lat, 99));
+    await clients[0].setFilter(request(combos[0], small, 0)); // Status shows this one filter
+    const run = async (i: number, timed: boolean): Promise<number[]> => {
+      const c = combos[i];
+      const disk = c.ranges > 1 ? big : small;
+      const reqs = clients.slice(0, c.clients).map((_, j) => request(c, disk, j));
+      const lat: number[] = [];
+      let left = c.calls;
+      const started = process.hrtime.bigint();
+      await Promise.all(
+        clients.slice(0, c.clients).map(async (cl, j) => {
+          while (left-- > 0) {
+            const t = process.hrtime.bigint();
+            if (c.rpc === 'SetFilter') await cl.setFilter(reqs[j]);
+            else await cl.status();
+            const ms = Number(process.hrtime.bigint() - t) / 1e6;
+            lat.push(ms);
+            if (timed && ms > SLOW_MS && results[i].slow.length < 500) results[i].slow.push({ atMs: Date.now() - t0, ms: Math.round(ms * 100) / 100 });
+          }
+        }),
+      );
+      const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+      if (c.ranges > 1) await clients[0].deleteFilter(big.path); // Status and the others see one small filter
+      if (timed) {
+        all[i].push(...lat);
+        results[i].p50Ms.push(percentile(lat, 50));
+        results[i].p99Ms.push(percentile(lat, 99));
         results[i].perSecond.push(lat.length / wallS);
-        opts.log(`round ${round + 1} ${rpc} x${n}: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, ${Math.round(lat.length / wallS)}/s`);
+      }
+      return lat;
+    };
+    for (let i = 0; i < combos.length; i++) {
+      const lat = await run(i, false);
+      results[i].warmup = { calls: lat.length, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), firstMs: lat[0] };
+      opts.log(`warm-up ${combos[i].key}: first call ${lat[0].toFixed(2)} ms, p50 ${percentile(lat, 50).toFixed(2)} ms, p99 ${percentile(lat, 99).toFixed(2)} ms`);
+    }
+    for (let round = 0; round < opts.rounds; round++) {
+      for (let k = 0; k < combos.length; k++) {
+        const i = (round + k) % combos.length;
+        const lat = await run(i, true);
+        opts.log(`round ${round + 1}/${opts.rounds} ${combos[i].key}: p50 ${percentile(lat, 50).toFixed(2)} ms, p99 ${percentile(lat, 99).toFixed(2)} ms`);
       }
     }
   } finally {
     await clients[0].detach().catch(() => undefined);
     clients.forEach((c) => c.close());
     await agent.stop();
-    disk.detach();
+    small.detach();
+    big.detach();
   }
+  results.forEach((r, i) => (r.pooled = { calls: all[i].length, p50Ms: percentile(all[i], 50), p99Ms: percentile(all[i], 99), maxMs: Math.max(...all[i]) }));
   return results;
 }
