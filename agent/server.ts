@@ -48,11 +48,18 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>) {
   };
 }
 
-/** Requests in the audit trail and logs: bounded, so a hostile request cannot flood them. */
-function summarize(msg: unknown): unknown {
-  const s = JSON.stringify(msg, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
-  return s && s.length > 2048 ? `${s.slice(0, 2048)}... (${s.length} chars)` : msg;
+/**
+ * Requests in the audit trail and logs: bounded, so a hostile request cannot flood them.
+ * Long arrays are cut before stringifying, so a 4096-range request costs what a short one does.
+ */
+export function summarize(msg: unknown): unknown {
+  const s = JSON.stringify(msg, (_k, v) =>
+    typeof v === 'bigint' ? String(v) : Array.isArray(v) && v.length > SUMMARY_ITEMS ? [...v.slice(0, SUMMARY_ITEMS), `... ${v.length - SUMMARY_ITEMS} more`] : v,
+  );
+  if (s === undefined) return msg;
+  return s.length > 2048 ? `${s.slice(0, 2048)}... (${s.length} chars)` : JSON.parse(s);
 }
+const SUMMARY_ITEMS = 8;
 
 type RpcObserver = (method: string, code: string, seconds: number) => void;
 

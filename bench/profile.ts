@@ -17,6 +17,7 @@ import type * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { resolveConfig } from '../agent/config';
 import { resolveDevice } from '../agent/devices';
+import { summarize } from '../agent/server';
 import { IoFilterCore } from '../agent/service';
 import { toFilterSpec } from '../agent/validate';
 import { IoFilterClient } from '../client';
@@ -209,7 +210,7 @@ export async function runProfile(opts: { calls: number; log: (s: string) => void
       const calls = ranges === 1 ? n1 : nBig;
       timings.push(await timeIt(`request encode (client), ${wire.length} bytes`, ranges, calls, () => m.requestSerialize(req)));
       timings.push(await timeIt('request decode (agent)', ranges, calls, () => m.requestDeserialize(wire)));
-      timings.push(await timeIt('JSON summary of the request (interceptor)', ranges, calls, () => JSON.stringify(decoded).slice(0, 2048)));
+      timings.push(await timeIt('JSON summary of the request (interceptor)', ranges, calls, () => summarize(decoded)));
       timings.push(await timeIt(`answer encode (agent), ${ans.length} bytes`, ranges, calls, () => m.responseSerialize(answers[ranges])));
       timings.push(await timeIt('answer decode (client)', ranges, calls, () => m.responseDeserialize(ans)));
     }

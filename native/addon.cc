@@ -263,9 +263,10 @@ public:
     limits.Set("maxFilters", IOF_MAX_FILTERS);
     limits.Set("maxOverlap", IOF_MAX_LAYERS);
     limits.Set("maxRangesPerIo", IOF_MAX_WALK);
-    DefineAddon(exports, {InstanceValue("limits", limits, napi_enumerable), InstanceMethod<&Addon::Probe>("probe"),
-                          InstanceMethod<&Addon::Lock>("lock"), InstanceMethod<&Addon::Attach>("attach"),
-                          InstanceMethod<&Addon::Adopt>("adopt"), InstanceMethod<&Addon::AttachEmpty>("attachEmpty"),
+    DefineAddon(exports, {InstanceValue("limits", limits, napi_enumerable), InstanceValue("opBits", js::op_bits(env)),
+                          InstanceMethod<&Addon::Probe>("probe"), InstanceMethod<&Addon::Lock>("lock"),
+                          InstanceMethod<&Addon::Attach>("attach"), InstanceMethod<&Addon::Adopt>("adopt"),
+                          InstanceMethod<&Addon::AttachEmpty>("attachEmpty"),
                           InstanceMethod<&Addon::FileExtents>("fileExtents")});
   }
 

@@ -26,7 +26,10 @@ FilterKey filter_key(const Napi::Value &v);
 Sizes sizes(const Napi::Object &o);
 
 Napi::Object dev(Napi::Env env, iof_dev d);
+// A filter for JS; its ranges packed as {nums: [start, end, matched, failed]..., ops: bits...}.
 Napi::Value filter(Napi::Env env, const FilterInfo &f);
+// Operation names to the bits of packed ranges.
+Napi::Object op_bits(Napi::Env env);
 Napi::Value event(Napi::Env env, const Event &e);
 Napi::Value caps(Napi::Env env, const Caps &c);
 Napi::Value self_test(Napi::Env env, const std::optional<SelfTestResult> &s);

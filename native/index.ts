@@ -251,13 +251,22 @@ export interface FileExtents {
   extents: { logical: bigint; physical: bigint; length: bigint; flags: string[] }[];
 }
 
+/** A filter as the addon returns it: ranges packed (see unpackRanges). */
+type PackedFilterInfo = Omit<FilterInfo, 'ranges'> & { rangesPacked: { nums: ArrayBuffer; ops: ArrayBuffer } };
+type NativeFilterer = Omit<Filterer, 'putFilter' | 'getFilter' | 'listFilters'> & {
+  putFilter(spec: FilterSpec): PackedFilterInfo;
+  getFilter(key: FilterKey): PackedFilterInfo | null;
+  listFilters(): PackedFilterInfo[];
+};
+
 interface NativeAddon {
   limits: Limits;
+  opBits: Record<Op, number>;
   probe(): Promise<Capabilities>;
   lock(pinDir: string): PinDirLock;
-  attach(opts: AttachOptions): Promise<Filterer>;
+  attach(opts: AttachOptions): Promise<NativeFilterer>;
   /** Adopts existing pins under the lock; resolves null when there are none. */
-  adopt(lock: PinDirLock): Promise<Filterer | null>;
+  adopt(lock: PinDirLock): Promise<NativeFilterer | null>;
   attachEmpty(hook: string): Promise<EmptyProgram>;
   fileExtents(path: string, maxExtents: number): Promise<FileExtents>;
 }
@@ -286,11 +295,73 @@ export function probe(): Promise<Capabilities> {
 export function lock(pinDir: string = DEFAULT_PIN_DIR): PinDirLock {
   return load().lock(pinDir);
 }
-export function attach(opts: AttachOptions): Promise<Filterer> {
-  return load().attach(opts);
+export async function attach(opts: AttachOptions): Promise<Filterer> {
+  return new Handle(await load().attach(opts));
 }
-export function adopt(lock: PinDirLock): Promise<Filterer | null> {
-  return load().adopt(lock);
+export async function adopt(lock: PinDirLock): Promise<Filterer | null> {
+  const raw = await load().adopt(lock);
+  return raw && new Handle(raw);
+}
+
+// The addon's handle, with ranges unpacked into objects.
+class Handle implements Filterer {
+  constructor(private readonly raw: NativeFilterer) {}
+  get state(): AttachState {
+    return this.raw.state;
+  }
+  putFilter(spec: FilterSpec): FilterInfo {
+    return unpackRanges(this.raw.putFilter(spec));
+  }
+  getFilter(key: FilterKey): FilterInfo | null {
+    const f = this.raw.getFilter(key);
+    return f && unpackRanges(f);
+  }
+  listFilters(): FilterInfo[] {
+    return this.raw.listFilters().map(unpackRanges);
+  }
+  deleteFilter(key: FilterKey): number {
+    return this.raw.deleteFilter(key);
+  }
+  clearFilters(): number {
+    return this.raw.clearFilters();
+  }
+  reapExpired(): number {
+    return this.raw.reapExpired();
+  }
+  programStats(): ProgramStats[] {
+    return this.raw.programStats();
+  }
+  counters(): { truncatedIos: bigint; eventsLost: bigint } {
+    return this.raw.counters();
+  }
+  startEvents(onEvents: (batch: KernelEvent[]) => void): void {
+    this.raw.startEvents(onEvents);
+  }
+  stopEvents(): void {
+    this.raw.stopEvents();
+  }
+  detach(): Promise<void> {
+    return this.raw.detach();
+  }
+  close(): void {
+    this.raw.close();
+  }
+}
+
+let opsOfBits: Op[][] | undefined;
+// nums holds start, end, matched, failed per range; ops the range's operation bits.
+function unpackRanges({ rangesPacked, ...f }: PackedFilterInfo): FilterInfo {
+  if (!opsOfBits) {
+    const bits = Object.entries(load().opBits) as [Op, number][];
+    const all = bits.reduce((a, [, b]) => a | b, 0);
+    opsOfBits = Array.from({ length: all + 1 }, (_, m) => bits.filter(([, b]) => m & b).map(([op]) => op));
+  }
+  const nums = new BigUint64Array(rangesPacked.nums);
+  const ops = new Uint32Array(rangesPacked.ops);
+  const ranges: RangeInfo[] = new Array(ops.length);
+  for (let i = 0; i < ops.length; i++)
+    ranges[i] = { start: nums[4 * i], end: nums[4 * i + 1], ops: [...opsOfBits[ops[i]]], matched: nums[4 * i + 2], failed: nums[4 * i + 3] };
+  return { ...f, ranges };
 }
 /** Attaches an empty program on `hook` (e.g. "tp_btf/block_bio_queue"); for benchmarks. */
 export function attachEmpty(hook: string): Promise<EmptyProgram> {

@@ -11,7 +11,8 @@ import { until } from '../helpers/wait';
 
 const d = describeIf(hostUnavailableReason(BUILT.addon));
 
-const ADDON = path.join(ROOT, 'build', 'Release', 'iofilter.node');
+// the addon's typed face, as another process loads it (built by npm run build:ts)
+const NATIVE = path.join(ROOT, 'dist', 'native', 'index.js');
 const pinDir = `/sys/fs/bpf/iofilter-test-${process.pid}`;
 const dev = (l: { major: number; minor: number }) => ({ major: l.major, minor: l.minor });
 /** The unscoped filter of a device. */
@@ -201,7 +202,7 @@ d('native binding on the host kernel (observe mode)', () => {
     f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, ranges: [{ start: 0n, end: 99n, ops: ['write'] }] });
     directIo(disk.path, 'write', 8, 8);
     const script = `
-      const a = require(${JSON.stringify(ADDON)});
+      const a = require(${JSON.stringify(NATIVE)});
       const lock = a.lock(${JSON.stringify(pinDir)});
       a.adopt(lock).then((f) => {
         const out = { state: f.state, filters: f.listFilters() };

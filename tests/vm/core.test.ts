@@ -222,7 +222,7 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
     expect(await g.io(g.disk, 'write', 0)).toBe('ok');
     // nobody removed it: the filter is still in the maps, expired (read without an agent)
     const left = await g.vm.sh(
-      `node -e "const n=require('./build/Release/iofilter.node');const l=n.lock('${PIN_DIR}');n.adopt(l).then(f=>{console.log(JSON.stringify(f.listFilters().map(x=>x.remainingMs)));f.close();l.release();})"`,
+      `node -e "const n=require('./dist/native/index.js');const l=n.lock('${PIN_DIR}');n.adopt(l).then(f=>{console.log(JSON.stringify(f.listFilters().map(x=>x.remainingMs)));f.close();l.release();})"`,
     );
     expect(JSON.parse(left)).toEqual([0]);
     const st = await g.startAgent(['--attach', 'none']);
