@@ -82,6 +82,24 @@ d('native binding on the host kernel (observe mode)', () => {
     expect(counts(f.getFilter(key(disk)))).toEqual(['3/3', '1/1']);
   });
 
+  test('4096 ranges on one device: I/O at chosen sectors counts exactly on the ranges it overlaps, none between them', () => {
+    expect(native.limits().maxRangesPerFilter).toBe(4096);
+    // range i: sectors 32i..32i+7, over the whole 64 MiB disk
+    const ranges = Array.from({ length: 4096 }, (_, i) => ({ start: BigInt(32 * i), end: BigInt(32 * i + 7), ops: ['write'] as native.Op[] }));
+    // writes only: udev's probe reads the disk after a writer closes it
+    f.putFilter({ device: dev(disk), disk: dev(disk), offset: 0n, size: BigInt(disk.sizeSectors), ranges });
+    for (const i of [0, 1, 2048, 4095]) expect(directIo(disk.path, 'write', 32 * i, 8).ok).toBe(true); // exactly range i
+    expect(directIo(disk.path, 'write', 32 * 3000 + 2, 8).ok).toBe(true); // the tail of range 3000 and the gap after it
+    expect(directIo(disk.path, 'write', 32 * 10 + 4, 64).ok).toBe(true); // one I/O over ranges 10, 11 and 12
+    for (const i of [0, 100, 4095]) expect(directIo(disk.path, 'write', 32 * i + 8, 24).ok).toBe(true); // gaps: nothing
+    const got = f.getFilter(key(disk))!;
+    expect(got.ranges).toHaveLength(4096);
+    expect(got.ranges.map((r) => [r.start, r.end])).toEqual(ranges.map((r) => [r.start, r.end]));
+    const hit = [0, 1, 10, 11, 12, 2048, 3000, 4095];
+    expect(got.ranges.flatMap((r, i) => (r.matched || r.failed ? [`${i}:${r.matched}/${r.failed}`] : []))).toEqual(hit.map((i) => `${i}:1/1`));
+    expect([got.matchedIos, got.failedIos]).toEqual([6n, 6n]);
+  });
+
   test('partition filter: I/O through the whole disk onto its sectors counts, other partition does not', () => {
     const [p1, p2] = pdisk.partitions;
     f.putFilter({ device: dev(p1), disk: dev(pdisk), offset: BigInt(p1.start), size: BigInt(p1.size),
