@@ -14,13 +14,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { IoFilterClient } from '../../client';
 import type { IoEvent__Output } from '../../proto/gen/iofilter/v1/IoEvent';
-import type { Lost__Output } from '../../proto/gen/iofilter/v1/Lost';
-import type { WatchEvent__Output } from '../../proto/gen/iofilter/v1/WatchEvent';
 import type { WatchRequest } from '../../proto/gen/iofilter/v1/WatchRequest';
 import { RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, directIo, LoopDevice } from '../helpers/loop';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { scrape } from '../helpers/prom';
+import { watchStream, WatchedStream } from '../helpers/watch';
 import { freePort } from '../helpers/common';
 import { until } from '../helpers/wait';
 
@@ -77,20 +76,8 @@ d('Watch: kernel events from a real agent (observe mode)', () => {
     for (const l of [disk, pdisk, other]) l?.detach();
   });
 
-  function watch(req: WatchRequest) {
-    const call = client.watch(req);
-    const w = {
-      call,
-      ios: [] as IoEvent__Output[],
-      lost: [] as Lost__Output[],
-      accepted: new Promise<void>((resolve, reject) => {
-        call.once('metadata', () => resolve());
-        call.once('error', reject);
-      }),
-      lostOf: (reason?: string) => w.lost.filter((l) => !reason || l.reason === reason).reduce((n, l) => n + Number(l.count), 0),
-    };
-    call.on('data', (m: WatchEvent__Output) => (m.io ? w.ios.push(m.io) : w.lost.push(m.lost!)));
-    call.on('error', () => undefined);
+  function watch(req: WatchRequest): WatchedStream {
+    const w = watchStream(client, req);
     open.push(w);
     return w;
   }

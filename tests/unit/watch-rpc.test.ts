@@ -10,12 +10,10 @@ import { resolveConfig } from '../../agent/config';
 import { Authenticator } from '../../agent/security';
 import { Agent, createAgent } from '../../agent/server';
 import { IoFilterClient } from '../../client';
-import type { IoEvent__Output } from '../../proto/gen/iofilter/v1/IoEvent';
-import type { Lost__Output } from '../../proto/gen/iofilter/v1/Lost';
-import type { WatchEvent__Output } from '../../proto/gen/iofilter/v1/WatchEvent';
 import type { WatchRequest } from '../../proto/gen/iofilter/v1/WatchRequest';
 import { fakeKernel, fakeSysfs, kernelEvent } from '../helpers/fake-kernel';
 import { until } from '../helpers/wait';
+import { watchStream } from '../helpers/watch';
 
 const QUEUE = 32;
 const sysfs = fakeSysfs();
@@ -34,25 +32,7 @@ afterAll(async () => {
   fs.rmSync(sysfs, { recursive: true, force: true });
 });
 
-/** A Watch call and what it received. */
-function watch(req: WatchRequest) {
-  const call = client.watch(req);
-  const w = {
-    call,
-    ios: [] as IoEvent__Output[],
-    lost: [] as Lost__Output[],
-    status: null as grpc.StatusObject | null,
-    accepted: new Promise<void>((resolve, reject) => {
-      call.once('metadata', () => resolve());
-      call.once('error', reject);
-    }),
-    lostCount: () => w.lost.reduce((n, l) => n + Number(l.count), 0),
-  };
-  call.on('data', (m: WatchEvent__Output) => (m.io ? w.ios.push(m.io) : w.lost.push(m.lost!)));
-  call.on('error', () => undefined);
-  call.on('status', (s) => (w.status = s));
-  return w;
-}
+const watch = (req: WatchRequest) => watchStream(client, req);
 const errorOf = (w: ReturnType<typeof watch>) => w.accepted.then(() => null, (e) => e);
 const emit = (...batch: Parameters<typeof kernelEvent>[0][]) => expect(kernel.filterer!.emit(batch.map(kernelEvent))).toBe(true);
 
@@ -137,7 +117,7 @@ test('a stalled client loses events and is told how many; its queue stays bounde
   expect(agent.hub.stats().lostSlow).toBeGreaterThan(0n);
 
   stalled.call.resume(); // the client reads again
-  await until(() => stalled.ios.length + stalled.lostCount() === total, 'the stalled client to account for every event');
+  await until(() => stalled.ios.length + stalled.lostOf() === total, 'the stalled client to account for every event');
   // what reached it is the little the transport and the bounded queue held; the rest was counted
   expect(stalled.ios.length).toBeLessThan(total / 4);
   expect(stalled.lost.every((l) => l.reason === 'slow client')).toBe(true);
