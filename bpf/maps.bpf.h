@@ -103,4 +103,17 @@ struct {
 	__type(value, struct iof_scratch);
 } iof_scratch SEC(".maps");
 
+/* The TTL check's clock, cached per CPU for one jiffy (iof_now_ns in iofilter.bpf.c). */
+struct iof_clock {
+	__u64 jiffies;
+	__u64 now_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct iof_clock);
+} iof_clock SEC(".maps");
+
 #endif /* IOFILTER_MAPS_BPF_H */
