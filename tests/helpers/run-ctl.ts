@@ -31,3 +31,15 @@ export function ctl(args: string[], onEvent?: (e: Event, child: ChildProcess) =>
     child.once('close', (code) => Promise.all(pending).then(() => resolve({ code, events, stderr }), reject)),
   );
 }
+
+/** Runs the CLI and sends it SIGINT at the first health check of `step`; `sent`: it got that far. */
+export async function ctlInterruptedAt(step: string, args: string[]): Promise<Ran & { sent: boolean }> {
+  let sent = false;
+  const ran = await ctl(args, (e, child) => {
+    if (!sent && e.event === 'check' && e.step === step) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  return { ...ran, sent };
+}

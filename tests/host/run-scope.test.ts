@@ -16,7 +16,7 @@ import { IoFilterClient } from '../../client';
 import type { Filter__Output } from '../../proto/gen/iofilter/v1/Filter';
 import { RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, LoopDevice } from '../helpers/loop';
-import { ctl, Event } from '../helpers/run-ctl';
+import { ctl, ctlInterruptedAt, Event } from '../helpers/run-ctl';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 
 function unavailable(): string | null {
@@ -184,11 +184,9 @@ steps:
   });
 
   test('SIGINT while the last step holds: cleanup on both hosts names each file and scope it deleted; no filter left', async () => {
-    let sent = false;
-    const r = await ctl(
-      [
-        'run',
-        plan(`hosts: [${hosts.join(', ')}]
+    const r = await ctlInterruptedAt('everyone', [
+      'run',
+      plan(`hosts: [${hosts.join(', ')}]
 check: { command: "true", every: 2s }
 steps:
   - { name: canary, hosts: 1, set: { file: ${file}, cgroup: ${path.join(cg, rel, 'a')}, ops: [write] }, hold: 200ms }
@@ -196,15 +194,8 @@ steps:
     set: [{ device: ${disk.partitions[0].path}, cgroupId: ${idB}, ops: [read] }, { file: ${file}, ops: [read] }]
     hold: 60s
 `),
-      ],
-      (e, child) => {
-        if (!sent && e.event === 'check' && e.step === 'everyone') {
-          sent = true;
-          child.kill('SIGINT');
-        }
-      },
-    );
-    expect(sent).toBe(true);
+    ]);
+    expect(r.sent).toBe(true);
     expect(r.code).toBe(8);
     expect(r.events.find((e) => e.event === 'abort')).toEqual({ event: 'abort', step: 'everyone', cause: 'signal', reason: 'interrupted (SIGINT)' });
     const scoped = { filter: `${file} (cgroup ${path.join(cg, rel, 'a')})`, device: partNo[1], scope: `cgroup id ${idA}`, existed: true };

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { IoFilterClient } from '../../client';
 import { RunningAgent, startAgent } from '../helpers/agent';
 import { createLoop, LoopDevice } from '../helpers/loop';
-import { ctl } from '../helpers/run-ctl';
+import { ctl, ctlInterruptedAt } from '../helpers/run-ctl';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { until } from '../helpers/wait';
 
@@ -178,25 +178,16 @@ steps:
 
   test('SIGINT while a step holds aborts the same way: cleanup on every host touched, exit 8', async () => {
     const chk = checkScript('sigint');
-    let sent = false;
-    const r = await ctl(
-      [
-        'run',
-        plan(`hosts: [${hosts.join(', ')}]
+    const r = await ctlInterruptedAt('everyone', [
+      'run',
+      plan(`hosts: [${hosts.join(', ')}]
 check: { command: ${chk.script}, every: 2s }
 steps:
   - { name: canary, hosts: 1, set: { device: ${disk.path}, ops: [write] }, hold: 300ms }
   - { name: everyone, hosts: all, set: { device: ${disk.partitions[1].path}, ops: [read] }, hold: 60s }
 `),
-      ],
-      (e, child) => {
-        if (!sent && e.event === 'check' && e.step === 'everyone') {
-          sent = true;
-          child.kill('SIGINT');
-        }
-      },
-    );
-    expect(sent).toBe(true);
+    ]);
+    expect(r.sent).toBe(true);
     expect(r.code).toBe(8);
     expect(r.events.find((e) => e.event === 'abort')).toEqual({ event: 'abort', step: 'everyone', cause: 'signal', reason: 'interrupted (SIGINT)' });
     const deleted = r.events.filter((e) => e.event === 'host' && e.action === 'delete');
