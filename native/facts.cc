@@ -7,9 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <linux/membarrier.h>
 #include <sstream>
-#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -204,9 +202,6 @@ KernelFacts read_facts() {
     k.ftrace_callbacks = symbol_addresses({"kprobe_ftrace_handler", "arch_ftrace_ops_list_func"});
   k.fetch_atomics = probe_fetch_atomics();
   k.cgroups = blkcg && cgroup2_mounted();
-  k.cpus = int(sysconf(_SC_NPROCESSORS_ONLN));
-  long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-  k.membarrier = q > 0 && (q & MEMBARRIER_CMD_GLOBAL);
   if (!k.fetch_atomics)
     k.notes.push_back("no BPF atomic fetch-add (Linux 5.12+): max-failures filters are refused on " + k.release);
   if (!k.perf_link)
@@ -275,12 +270,8 @@ std::string kprobe_override_hazard(const KernelFacts &k) {
   return "";
 }
 
-std::string grace_period_method(const KernelFacts &k) {
-  if (!k.membarrier)
-    return "timed: membarrier(MEMBARRIER_CMD_GLOBAL) is unavailable, freed slots wait 1 s";
-  if (k.cpus < 2)
-    return "membarrier + 1 s: one CPU, where membarrier returns without a grace period";
-  return "membarrier (synchronize_rcu)";
+std::string grace_period_method(const KernelFacts &) {
+  return "synchronize_rcu (the kernel's wait after an array-of-maps update)";
 }
 
 } // namespace iof

@@ -22,14 +22,12 @@ struct KernelFacts {
   bool perf_link = false;        // BPF perf links (5.15+): pinnable kprobe links
   bool recursion_misses = false; // bpf_prog_info.recursion_misses (5.12+)
   bool cgroups = false;          // cgroup v2 mounted, blkcg in the kernel
-  bool membarrier = false;       // MEMBARRIER_CMD_GLOBAL usable: a real RCU grace period
   // ftrace reads bit 0 of a call target as "jmp, not call" (CONFIG_DYNAMIC_FTRACE_WITH_JMP,
   // x86-64, 6.19+), or may: the config is unreadable and BTF or the version says so
   bool ftrace_jmp_tag = false;
   // ftrace callbacks a kprobe makes ftrace patch in, by name: address from /proc/kallsyms,
   // 0 when hidden (kptr_restrict); read only when ftrace_jmp_tag
   std::map<std::string, unsigned long long> ftrace_callbacks;
-  int cpus = 1;
   std::vector<std::string> notes;
 
   bool config_off(const char *opt) const;     // known and not set

@@ -34,7 +34,7 @@ export interface KernelFeatures {
   pinnableKprobe: boolean;
   /** bpf_prog_info.recursion_misses (5.12+). */
   recursionMisses: boolean;
-  /** How replaced memory waits for programs still running: "membarrier" or "timed (...)". */
+  /** How replaced memory waits for programs still running: synchronize_rcu through a map-in-map update. */
   gracePeriod: string;
   /** cgroup v2 mounted and blkcg in the kernel: cgroup-scoped filters can work. */
   cgroups: boolean;

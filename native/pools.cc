@@ -1,16 +1,44 @@
 // Slots, runs, and the grace-period reclaimer.
 #include "pools.h"
 
-#include <chrono>
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
+#include <algorithm>
+#include <cerrno>
 #include <unistd.h>
+
+extern "C" {
+#include <bpf/bpf.h>
+}
 
 #include "errors.h"
 
 namespace iof {
 
-Pools::Pools(bool membarrier, bool timed) : membarrier_(membarrier), timed_(timed) {}
+RcuGrace::RcuGrace() {
+  inner_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "iof_grace_in", 4, 4, 1, nullptr);
+  if (inner_ < 0)
+    sysfail(errno, "cannot wait for RCU grace periods: creating an array map");
+  LIBBPF_OPTS(bpf_map_create_opts, o, .inner_map_fd = uint32_t(inner_));
+  outer_ = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "iof_grace", 4, 4, 1, &o);
+  if (outer_ < 0) {
+    int err = errno;
+    close(inner_);
+    sysfail(err, "cannot wait for RCU grace periods: creating an array-of-maps map");
+  }
+}
+
+RcuGrace::~RcuGrace() {
+  close(outer_);
+  close(inner_);
+}
+
+void RcuGrace::wait() {
+  uint32_t key = 0, fd = uint32_t(inner_);
+  // only a successful update is followed by synchronize_rcu() on every kernel (6.8+)
+  if (bpf_map_update_elem(outer_, &key, &fd, BPF_ANY))
+    sysfail(errno, "cannot wait for an RCU grace period (update of an array-of-maps element)");
+}
+
+Pools::Pools(Grace grace) : grace_(std::move(grace)) {}
 
 Pools::~Pools() {
   {
@@ -58,14 +86,14 @@ void Pools::rebuild(const std::vector<bool> &entries, const std::vector<bool> &c
 }
 
 void Pools::grace() {
-  if (membarrier_)
-    syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
-  // without membarrier, or on one CPU (where it returns at once although a program
-  // may be preempted), fall back to time: a program run takes microseconds
-  if (timed_)
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+  grace_();
+  graces_++;
 }
 
+uint64_t Pools::graces() { return graces_; }
+
+// Rounds run as long as anything is quarantined, whoever waits: a round stamped g frees
+// everything quarantined before it began, and a waiter never needs work only it could create.
 void Pools::reclaim_loop() {
   std::unique_lock<std::mutex> lk(mu_);
   while (!stop_) {
@@ -74,8 +102,20 @@ void Pools::reclaim_loop() {
       break;
     uint64_t g = gen_++;
     lk.unlock();
-    grace();
+    std::unique_ptr<Error> err;
+    try {
+      grace();
+    } catch (const Error &e) {
+      err = std::make_unique<Error>(e);
+    } catch (const std::exception &e) {
+      err = std::make_unique<Error>("EIO", EIO, e.what());
+    }
     lk.lock();
+    if (err) { // no grace period, no freeing: what is quarantined stays so
+      failed_ = std::move(err);
+      freed_.notify_all();
+      break;
+    }
     std::vector<Quarantined> keep;
     for (const Quarantined &q : quarantine_) {
       if (q.gen <= g)
@@ -169,18 +209,33 @@ uint32_t Pools::take_now(Kind k, uint32_t len, const char *what) {
   return 0;
 }
 
+// Waiting unlocks `lk` in the middle of a change (publish(), compose()). That is safe
+// because every Table operation runs on the one JS thread: while it waits, only the
+// reclaimer takes the mutex, and it touches nothing but the free lists and the
+// quarantine, so the caller's decomposed entry, bucket and taken slots stay valid.
 uint32_t Pools::take(Kind k, uint32_t len, const char *what, std::unique_lock<std::mutex> &lk) {
-  try {
-    return take_now(k, len, what);
-  } catch (const Error &e) {
-    if (e.code != "ENOSPC" || quarantine_.empty())
-      throw;
+  for (;;) {
+    try {
+      return take_now(k, len, what);
+    } catch (const Error &e) {
+      if (e.code != "ENOSPC" || quarantine_.empty())
+        throw;
+    }
+    if (failed_)
+      throw Error(failed_->code, failed_->err,
+                  std::string(what) + " exhausted: replaced memory cannot be freed, " + failed_->what());
+    // replaced memory waits for a grace period: wait for the round that frees all of
+    // it (the newest stamp quarantined), not for one that may never start
+    uint64_t target = 0;
+    for (const Quarantined &q : quarantine_)
+      target = std::max(target, q.gen);
+    work_.notify_all();
+    freed_.wait(lk, [&] { return stop_ || failed_ || freed_gen_ >= target; });
+    if (stop_)
+      exhausted(std::string(what) + " exhausted: the pools are shutting down");
+    // all of it is free now, unless the grace failed: try again (once more at most,
+    // as nothing else quarantines while this thread waits)
   }
-  // replaced memory still waits for a grace period: wait for it and take it back
-  uint64_t target = gen_;
-  work_.notify_all();
-  freed_.wait(lk, [&] { return stop_ || freed_gen_ >= target; });
-  return take_now(k, len, what);
 }
 
 } // namespace iof

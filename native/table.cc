@@ -51,7 +51,7 @@ static std::string devstr(iof_dev d) { return std::to_string(d.major) + ":" + st
 static bool same(iof_dev a, iof_dev b) { return a.major == b.major && a.minor == b.minor; }
 
 Table::Table(Pinned &p, const KernelFacts &k)
-    : p_(p), fetch_atomics_(k.fetch_atomics), release_(k.release), pools_(k.membarrier, !k.membarrier || k.cpus < 2) {
+    : p_(p), fetch_atomics_(k.fetch_atomics), release_(k.release), pools_([this] { rcu_.wait(); }) {
   rebuild(); // after a grace period, whatever an earlier owner had quarantined is free
   pools_.start();
 }

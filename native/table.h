@@ -108,6 +108,7 @@ private:
   Pinned &p_;
   const bool fetch_atomics_;
   const std::string release_;
+  RcuGrace rcu_; // before pools_, which waits with it
   Pools pools_;
   uint32_t next_id_ = 1;
 
