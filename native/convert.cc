@@ -2,6 +2,7 @@
 #include "convert.h"
 
 #include <cmath>
+#include <cstdio>
 #include <linux/fiemap.h>
 
 namespace iof::js {
@@ -140,8 +141,11 @@ FilterSpec filter_spec(const Napi::Value &v) {
     if (!ttl.IsNumber())
       type_error("ttlMs must be a number");
     double d = ttl.As<Napi::Number>().DoubleValue();
-    if (std::isnan(d) || d < 0 || d > 1e15)
-      range_error("ttlMs must be a finite number >= 0, got " + std::to_string(d));
+    if (std::isnan(d) || d < 0 || d > double(MAX_TTL_MS)) { // beyond it, expires_ns would wrap
+      char got[32];
+      snprintf(got, sizeof(got), "%.17g", d);
+      range_error("ttlMs must be a number from 0 to " + std::to_string(MAX_TTL_MS) + " (317 years), got " + got);
+    }
     s.ttl_ms = uint64_t(std::ceil(d));
   }
   Napi::Value prob = o.Get("probability");

@@ -70,6 +70,9 @@ Table::Composed Table::compose(const FilterSpec &s, Lock &lk) {
                     release_ + ": not supported here");
   if (s.cgroup.id && s.cgroup.level > 255)
     range_error("cgroup level " + std::to_string(s.cgroup.level) + " is deeper than cgroup v2 allows");
+  if (s.ttl_ms > MAX_TTL_MS)
+    range_error("ttl_ms must be at most " + std::to_string(MAX_TTL_MS) + " (317 years), got " +
+                std::to_string(s.ttl_ms));
   if (s.events_per_sec > 1000000)
     range_error("events per second must be at most 1000000, got " + std::to_string(s.events_per_sec));
   std::vector<RangeSpec> ranges = s.ranges;
@@ -125,7 +128,7 @@ Table::Composed Table::compose(const FilterSpec &s, Lock &lk) {
   c.f.dev = s.device;
   c.f.offset = s.offset;
   c.f.size = s.size;
-  c.f.expires_ns = s.ttl_ms ? boottime_ns() + s.ttl_ms * 1000000ull : 0;
+  c.f.expires_ns = s.ttl_ms ? boottime_ns() + s.ttl_ms * 1000000ull : 0; // bounded above
   c.f.max_failures = s.max_failures;
   c.f.cgroup_id = s.cgroup.id;
   c.f.cgroup_level = s.cgroup.id ? s.cgroup.level : 0;

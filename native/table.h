@@ -21,6 +21,10 @@ extern "C" {
 
 namespace iof {
 
+// The longest TTL: 1e13 ms (317 years) in nanoseconds plus CLOCK_BOOTTIME must fit
+// the program's u64 expiry, with 267 years of uptime to spare.
+constexpr uint64_t MAX_TTL_MS = 10000000000000ull;
+
 struct RangeSpec {
   uint64_t start, end; // in the named device's own sectors, inclusive
   uint32_t ops;        // IOF_OP_*
