@@ -1,11 +1,14 @@
-// A non-sleepable program that stays running for a while (up to 2^23 bpf_loop
-// callbacks, inside rcu_read_lock() as BPF_PROG_TEST_RUN runs raw_tp programs), so
-// tests/unit/pools_harness.cc can call a grace period while it runs.
+// A non-sleepable program that stays running a while, as the agent's do: fentry (a
+// trampoline: rcu_read_lock() + migrate_disable(), so preemptible on CONFIG_PREEMPT) on
+// getpgid (the harness picks the function this kernel's BTF has; tp_btf/sys_enter where
+// fentry is refused), for the one thread tests/unit/pools_harness.cc names; `loops` bpf_loop
+// callbacks of 16 atomic adds each. The harness calls a grace period while it runs.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 struct hold {
 	__u64 started, done, spins;
+	__u32 tid, loops;
 };
 
 struct {
@@ -24,23 +27,36 @@ static long spin(__u32 i, void *ctx)
 {
 	struct spin_ctx *c = ctx;
 
-	__sync_fetch_and_add(&c->h->spins, 1);
+	for (int j = 0; j < 16; j++)
+		__sync_fetch_and_add(&c->h->spins, 1);
 	return 0;
 }
 
-SEC("raw_tp/sys_enter")
-int hold(void *ctx)
+static int hold(void)
 {
 	__u32 key = 0;
 	struct hold *h = bpf_map_lookup_elem(&hold_state, &key);
 	struct spin_ctx c = { h };
 
-	if (!h)
+	if (!h || !h->tid || (__u32)bpf_get_current_pid_tgid() != h->tid)
 		return 0;
 	__sync_fetch_and_add(&h->started, 1);
-	bpf_loop(1 << 23, spin, &c, 0); /* the ctx must be on the stack before 6.x */
+	bpf_loop(h->loops, spin, &c, 0); /* the ctx must be on the stack before 6.x */
 	__sync_fetch_and_add(&h->done, 1);
 	return 0;
+}
+
+SEC("fentry/__x64_sys_getpgid")
+int hold_fentry(void *ctx)
+{
+	return hold();
+}
+
+/* where fentry is refused (the host tier's kernel): runs with preemption disabled */
+SEC("tp_btf/sys_enter")
+int hold_tp(void *ctx)
+{
+	return hold();
 }
 
 char LICENSE[] SEC("license") = "GPL";

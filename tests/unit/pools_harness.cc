@@ -5,7 +5,7 @@
 //                   current round began (the reclaimer is held inside that round)
 //   exhausted       quarantined memory is not enough even when freed: ENOSPC, no hang
 //   grace-fails     the grace period throws: take() reports it, nothing is freed
-//   inflight OBJ [deny-membarrier]
+//   inflight OBJ [LOOPS [deny-membarrier]]
 //                   the production grace period (RcuGrace) while a BPF program runs:
 //                   it must return only after the program has finished
 //   refused         the production grace period when seccomp refuses bpf(): an error
@@ -178,18 +178,37 @@ static void refuse(long nr) {
 
 struct Hold {
   volatile uint64_t started, done, spins;
+  volatile uint32_t tid, loops;
 };
 
-static int inflight(const char *obj_path, bool deny_membarrier) {
-  bpf_object *obj = bpf_object__open_file(obj_path, nullptr);
-  if (!obj || bpf_object__load(obj)) {
+static int inflight(const char *obj_path, uint32_t loops, bool deny_membarrier) {
+  // fentry (preemptible on CONFIG_PREEMPT) on the getpgid function BTF has, else tp_btf
+  static const std::pair<const char *, const char *> hooks[] = {{"hold_fentry", "__x64_sys_getpgid"},
+                                                                {"hold_fentry", "__do_sys_getpgid"},
+                                                                {"hold_fentry", "do_getpgid"},
+                                                                {"hold_tp", nullptr}};
+  bpf_object *obj = nullptr;
+  bpf_link *link = nullptr;
+  const char *hook = "";
+  for (const auto &[name, fn] : hooks) {
+    obj = bpf_object__open_file(obj_path, nullptr);
+    bpf_program *p, *mine = bpf_object__find_program_by_name(obj, name);
+    bpf_object__for_each_program(p, obj) bpf_program__set_autoload(p, p == mine);
+    if ((!fn || !bpf_program__set_attach_target(mine, 0, fn)) && !bpf_object__load(obj) &&
+        (link = bpf_program__attach(mine))) {
+      hook = fn ? fn : "tp_btf/sys_enter";
+      break;
+    }
+    bpf_object__close(obj);
+    obj = nullptr;
+  }
+  if (!obj) {
     printf("error setup loading %s\n", obj_path);
     return 2;
   }
-  int prog = bpf_program__fd(bpf_object__find_program_by_name(obj, "hold"));
   int map = bpf_map__fd(bpf_object__find_map_by_name(obj, "hold_state"));
   auto *h = static_cast<Hold *>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, map, 0));
-  if (prog < 0 || map < 0 || h == MAP_FAILED) {
+  if (!link || map < 0 || h == MAP_FAILED) {
     printf("error setup program or map\n");
     return 2;
   }
@@ -201,9 +220,12 @@ static int inflight(const char *obj_path, bool deny_membarrier) {
   // on a busy machine this thread may not get a CPU in time: run it again.
   for (int attempt = 1; attempt <= 20; attempt++) {
     h->started = h->done = h->spins = 0;
+    h->loops = loops;
     auto run = std::async(std::launch::async, [&] {
-      LIBBPF_OPTS(bpf_test_run_opts, o);
-      return bpf_prog_test_run_opts(prog, &o);
+      h->tid = uint32_t(syscall(__NR_gettid));
+      syscall(__NR_getpgid, 0); // the program runs inside this call
+      h->tid = 0;
+      return 0;
     });
     while (!h->started)
       std::this_thread::yield();
@@ -215,8 +237,8 @@ static int inflight(const char *obj_path, bool deny_membarrier) {
     int rc = run.get();
     if (done_before)
       continue;
-    printf("ok inflight done_after=%llu spins_at_return=%llu run=%d grace_ms=%.3f attempts=%d\n",
-           (unsigned long long)done_after, (unsigned long long)spins, rc, ms, attempt);
+    printf("ok inflight done_after=%llu spins_at_return=%llu run=%d grace_ms=%.3f attempts=%d hook=%s\n",
+           (unsigned long long)done_after, (unsigned long long)spins, rc, ms, attempt, hook);
     return 0;
   }
   printf("error inconclusive: the program finished before the grace period began, 20 times\n");
@@ -254,9 +276,10 @@ int main(int argc, char **argv) {
   if (s == "grace-fails")
     return grace_fails();
   if (s == "inflight" && argc > 2)
-    return inflight(argv[2], argc > 3 && std::string(argv[3]) == "deny-membarrier");
+    return inflight(argv[2], argc > 3 ? uint32_t(std::stoul(argv[3])) : 1u << 20,
+                    argc > 4 && std::string(argv[4]) == "deny-membarrier");
   if (s == "refused")
     return refused();
-  fprintf(stderr, "usage: pools_harness deadlock|exhausted|grace-fails|inflight OBJ [deny-membarrier]|refused\n");
+  fprintf(stderr, "usage: pools_harness deadlock|exhausted|grace-fails|inflight OBJ [LOOPS [deny-membarrier]]|refused\n");
   return 2;
 }
