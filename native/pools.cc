@@ -210,9 +210,10 @@ uint32_t Pools::take_now(Kind k, uint32_t len, const char *what) {
 }
 
 // Waiting unlocks `lk` in the middle of a change (publish(), compose()). That is safe
-// because every Table operation runs on the one JS thread: while it waits, only the
-// reclaimer takes the mutex, and it touches nothing but the free lists and the
-// quarantine, so the caller's decomposed entry, bucket and taken slots stay valid.
+// because Table operations never overlap (the JS thread; attach's self-test on a
+// worker before JS holds the table): while one waits, only the reclaimer takes the
+// mutex, and it touches nothing but the free lists and the quarantine, so the
+// caller's decomposed entry, bucket and taken-but-unpublished slots stay valid.
 uint32_t Pools::take(Kind k, uint32_t len, const char *what, std::unique_lock<std::mutex> &lk) {
   for (;;) {
     try {

@@ -2,7 +2,7 @@
 // trampoline: rcu_read_lock() + migrate_disable(), so preemptible on CONFIG_PREEMPT) on
 // getpgid (the harness picks the function this kernel's BTF has; tp_btf/sys_enter where
 // fentry is refused), for the one thread tests/unit/pools_harness.cc names; `loops` bpf_loop
-// callbacks of 16 atomic adds each. The harness calls a grace period while it runs.
+// callbacks of 64 atomic adds each. The harness calls a grace period while it runs.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -27,7 +27,7 @@ static long spin(__u32 i, void *ctx)
 {
 	struct spin_ctx *c = ctx;
 
-	for (int j = 0; j < 16; j++)
+	for (int j = 0; j < 64; j++)
 		__sync_fetch_and_add(&c->h->spins, 1);
 	return 0;
 }

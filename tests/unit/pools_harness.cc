@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
   if (s == "grace-fails")
     return grace_fails();
   if (s == "inflight" && argc > 2)
-    return inflight(argv[2], argc > 3 ? uint32_t(std::stoul(argv[3])) : 1u << 20,
+    return inflight(argv[2], argc > 3 ? uint32_t(std::stoul(argv[3])) : 1u << 19,
                     argc > 4 && std::string(argv[4]) == "deny-membarrier");
   if (s == "refused")
     return refused();
