@@ -16,7 +16,7 @@ import type { SetFilterResponse } from '../proto/gen/iofilter/v1/SetFilterRespon
 import type { StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
 import { CgroupResolver } from './cgroup';
 import type { AgentConfig } from './config';
-import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
+import { DeviceInfo, diskSeqOf, parseDevNumbers, resolveDevice } from './devices';
 import { fromNative, invalid, precondition } from './errors';
 import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
@@ -127,7 +127,31 @@ export class IoFilterCore {
     void this.serial(() => {
       const n = this.filterer?.reapExpired() ?? 0;
       if (n) this.log.info({ removed: n }, 'removed expired filters (the kernel had already stopped enforcing them)');
+      this.reapMoved();
     }).catch((e) => this.log.error({ err: e.message }, 'reaping expired filters failed'));
+  }
+
+  /**
+   * Filters whose disk now has another medium (loop device re-attached, namespace
+   * replaced) or is gone: the program already ignores them (the entry's diskseq), so
+   * they are removed rather than shown as if they still covered something.
+   */
+  private reapMoved(): void {
+    const f = this.filterer;
+    if (!f) return;
+    const now = new Map<string, bigint | null>();
+    for (const x of f.listFilters()) {
+      if (!x.diskseq) continue;
+      const key = `${x.disk.major}:${x.disk.minor}`;
+      if (!now.has(key)) now.set(key, diskSeqOf(x.disk, this.sysfs));
+      const cur = now.get(key);
+      if (cur === x.diskseq) continue;
+      f.deleteFilter({ id: x.id });
+      this.log.warn(
+        { filterId: x.id, device: `${x.device.major}:${x.device.minor}`, diskseq: String(x.diskseq), now: cur === null ? 'gone' : String(cur) },
+        cur === null ? 'removed a filter whose disk is gone' : 'removed a filter whose disk has a new medium (the kernel no longer matched it)',
+      );
+    }
   }
 
   /** A mode that failed to attach (a dead hook found by the self-test, say) is unavailable, with that reason. */
