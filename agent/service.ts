@@ -16,7 +16,8 @@ import type { SetFilterResponse } from '../proto/gen/iofilter/v1/SetFilterRespon
 import type { StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
 import { CgroupResolver } from './cgroup';
 import type { AgentConfig } from './config';
-import { DeviceInfo, diskSeqOf, parseDevNumbers, resolveDevice } from './devices';
+import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
+import { Media } from './identity';
 import { fromNative, invalid, precondition } from './errors';
 import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
@@ -46,6 +47,7 @@ export class IoFilterCore {
   private readonly startedAt = Date.now();
   private extents: Extent[] = [];
   private pinLock: native.PinDirLock | null = null;
+  private media!: Media;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -57,7 +59,9 @@ export class IoFilterCore {
     private readonly sysfs = '/sys',
     /** Where cgroup scopes are resolved (tests point it at a fake tree). */
     private readonly cgroups = new CgroupResolver(),
-  ) {}
+  ) {
+    this.media = new Media(sysfs);
+  }
 
   // Every change of the attached handle is told to the listeners (Watch follows it).
   private get filterer(): native.Filterer | null {
@@ -131,25 +135,15 @@ export class IoFilterCore {
     }).catch((e) => this.log.error({ err: e.message }, 'reaping expired filters failed'));
   }
 
-  /**
-   * Filters whose disk now has another medium (loop device re-attached, namespace
-   * replaced) or is gone: the program already ignores them (the entry's diskseq), so
-   * they are removed rather than shown as if they still covered something.
-   */
+  /** Filters whose disk has another medium now (agent/identity.ts): removed, and logged. */
   private reapMoved(): void {
     const f = this.filterer;
     if (!f) return;
-    const now = new Map<string, bigint | null>();
-    for (const x of f.listFilters()) {
-      if (!x.diskseq) continue;
-      const key = `${x.disk.major}:${x.disk.minor}`;
-      if (!now.has(key)) now.set(key, diskSeqOf(x.disk, this.sysfs));
-      const cur = now.get(key);
-      if (cur === x.diskseq) continue;
-      f.deleteFilter({ id: x.id });
+    for (const { filter, was, now } of this.media.moved(f.listFilters())) {
+      f.deleteFilter({ id: filter.id });
       this.log.warn(
-        { filterId: x.id, device: `${x.device.major}:${x.device.minor}`, diskseq: String(x.diskseq), now: cur === null ? 'gone' : String(cur) },
-        cur === null ? 'removed a filter whose disk is gone' : 'removed a filter whose disk has a new medium (the kernel no longer matched it)',
+        { filterId: filter.id, device: `${filter.device.major}:${filter.device.minor}`, medium: was, now: now ?? 'gone' },
+        now === null ? 'removed a filter whose disk is gone' : 'removed a filter whose disk has a new medium (the kernel no longer matched it)',
       );
     }
   }
@@ -224,6 +218,7 @@ export class IoFilterCore {
       } catch (e) {
         throw fromNative(e, `SetFilter ${file || req.device}`);
       }
+      this.media.note(info);
       return { filter: this.toFilter(info, dev), warnings };
     });
   }
