@@ -13,6 +13,8 @@ export interface DeviceInfo {
   disk: { major: number; minor: number; name: string };
   start: bigint; // first sector on the disk (0 for a disk)
   size: bigint; // in 512-byte sectors
+  /** The disk's current medium (`diskseq`, Linux 5.15+); 0n where the kernel has none. */
+  diskseq: bigint;
 }
 
 /** Parses "MAJ:MIN" by the contract's rule (proto/devices.ts); INVALID_ARGUMENT naming the value. */
@@ -39,6 +41,20 @@ export function splitDev(dev: bigint): { major: number; minor: number } {
 
 const readTrim = (f: string) => fs.readFileSync(f, 'utf8').trim();
 
+/**
+ * A disk's medium sequence number (5.15+): a new number for every new medium behind a
+ * device number (loop attach, a replaced NVMe namespace). 0n where the kernel has no
+ * `diskseq` attribute; null when the disk itself is gone.
+ */
+export function diskSeqOf(disk: { major: number; minor: number }, sysfs = '/sys'): bigint | null {
+  const dir = path.join(sysfs, 'dev', 'block', `${disk.major}:${disk.minor}`);
+  try {
+    return BigInt(readTrim(path.join(dir, 'diskseq')));
+  } catch {
+    return fs.existsSync(dir) ? 0n : null;
+  }
+}
+
 export function resolveDevice(spec: string, sysfs = '/sys'): DeviceInfo {
   const parsed = parseDeviceSpec(spec, invalid);
   const { major, minor } = 'path' in parsed ? devOfPath(parsed.path, spec) : parsed;
@@ -60,5 +76,6 @@ export function resolveDevice(spec: string, sysfs = '/sys'): DeviceInfo {
     disk: { major: dmaj, minor: dmin, name: path.basename(diskDir) },
     start: partition ? BigInt(readTrim(path.join(dir, 'start'))) : 0n,
     size: BigInt(readTrim(path.join(dir, 'size'))),
+    diskseq: diskSeqOf({ major: dmaj, minor: dmin }, sysfs) ?? 0n,
   };
 }

@@ -17,6 +17,7 @@ import type { StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
 import { CgroupResolver } from './cgroup';
 import type { AgentConfig } from './config';
 import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
+import { Media } from './identity';
 import { fromNative, invalid, precondition } from './errors';
 import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
@@ -46,6 +47,7 @@ export class IoFilterCore {
   private readonly startedAt = Date.now();
   private extents: Extent[] = [];
   private pinLock: native.PinDirLock | null = null;
+  private media!: Media;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -57,7 +59,9 @@ export class IoFilterCore {
     private readonly sysfs = '/sys',
     /** Where cgroup scopes are resolved (tests point it at a fake tree). */
     private readonly cgroups = new CgroupResolver(),
-  ) {}
+  ) {
+    this.media = new Media(sysfs);
+  }
 
   // Every change of the attached handle is told to the listeners (Watch follows it).
   private get filterer(): native.Filterer | null {
@@ -127,7 +131,21 @@ export class IoFilterCore {
     void this.serial(() => {
       const n = this.filterer?.reapExpired() ?? 0;
       if (n) this.log.info({ removed: n }, 'removed expired filters (the kernel had already stopped enforcing them)');
+      this.reapMoved();
     }).catch((e) => this.log.error({ err: e.message }, 'reaping expired filters failed'));
+  }
+
+  /** Filters whose disk has another medium now (agent/identity.ts): removed, and logged. */
+  private reapMoved(): void {
+    const f = this.filterer;
+    if (!f) return;
+    for (const { filter, was, now } of this.media.moved(f.listFilters())) {
+      f.deleteFilter({ id: filter.id });
+      this.log.warn(
+        { filterId: filter.id, device: `${filter.device.major}:${filter.device.minor}`, medium: was, now: now ?? 'gone' },
+        now === null ? 'removed a filter whose disk is gone' : 'removed a filter whose disk has a new medium (the kernel no longer matched it)',
+      );
+    }
   }
 
   /** A mode that failed to attach (a dead hook found by the self-test, say) is unavailable, with that reason. */
@@ -200,6 +218,7 @@ export class IoFilterCore {
       } catch (e) {
         throw fromNative(e, `SetFilter ${file || req.device}`);
       }
+      this.media.note(info);
       return { filter: this.toFilter(info, dev), warnings };
     });
   }

@@ -55,6 +55,7 @@ export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, pol
     disk: { major: dev.disk.major, minor: dev.disk.minor },
     offset: dev.start,
     size: dev.size,
+    ...(dev.diskseq && { diskseq: dev.diskseq }),
     ranges: ranges.map((r, i) => {
       const start = toBig(r.start, `ranges[${i}].start`);
       const end = toBig(r.end, `ranges[${i}].end`);

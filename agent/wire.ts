@@ -68,6 +68,7 @@ export function filterOf(f: native.FilterInfo, device: DeviceRef): Filter {
     eventsPerSecond: f.eventsPerSecond,
     eventsSpared: f.eventsSpared,
     eventsDropped: String(f.eventsDropped),
+    diskseq: String(f.diskseq),
   };
 }
 

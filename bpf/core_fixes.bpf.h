@@ -23,6 +23,7 @@ typedef __u64 sector_t;
 struct gendisk {
 	int major;
 	int first_minor;
+	__u64 diskseq; /* 5.15+ */
 } __attribute__((preserve_access_index));
 
 struct block_device {
@@ -275,6 +276,28 @@ static __always_inline int iof_locate_disk(struct bio *bio, struct iof_io *io, c
 		io->disk.minor = BPF_CORE_READ(disk, first_minor);
 	}
 	return 1;
+}
+
+/*
+ * The medium behind the bio's disk: gendisk->diskseq, a number the kernel never reuses
+ * for a new medium (5.15, "block: add a sequence number to disks"; bumped by loop
+ * attach/detach and by disk_force_media_change). 0 where the field does not exist, and
+ * a bound filter never matches there because user space binds only where it exists.
+ */
+static __always_inline __u64 iof_disk_seq(struct bio *bio, const int probe)
+{
+	struct block_device *bdev;
+	struct gendisk *disk;
+
+	if (!bpf_core_field_exists(bio->bi_bdev) || !bpf_core_field_exists(disk->diskseq))
+		return 0;
+	bdev = IOF_RD(probe, bio, bi_bdev);
+	if (!bdev)
+		return 0;
+	disk = IOF_RD(probe, bdev, bd_disk);
+	if (!disk)
+		return 0;
+	return IOF_RD(probe, disk, diskseq);
 }
 
 static __always_inline int iof_locate_rest(struct bio *bio, struct iof_io *io, const int probe,

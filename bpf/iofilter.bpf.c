@@ -266,6 +266,8 @@ static __always_inline int iof_apply(struct bio *bio, const int probe, const int
 	e = iof_lookup(&io.disk, &slot);
 	if (!e || !iof_locate_rest(bio, &io, probe, bio_remapped_bit))
 		return IOF_NO_MATCH;
+	if (e->diskseq && iof_disk_seq(bio, probe) != e->diskseq)
+		return IOF_NO_MATCH; /* the same number on a new medium: not the filters' disk */
 	last = io.nr_sectors ? io.sector + io.nr_sectors - 1 : io.sector;
 	if (io.nr_sectors && (!(io.ops & e->ops) || last < e->lo || io.sector > e->hi))
 		return IOF_NO_MATCH; /* the common case on a filtered disk: nowhere near a range */

@@ -103,6 +103,7 @@ struct iof_filter {
 	__u32 id;             /* the filter's id, as users and events see it */
 	__u32 events_per_sec; /* 0: no events */
 	__u32 flags;          /* IOF_FILTER_* */
+	__u64 diskseq;        /* the disk's medium when set (5.15+ diskseq); 0: not bound */
 };
 
 #define IOF_FILTER_WHOLE 0x1u         /* no ranges were given: the whole device */
@@ -118,6 +119,10 @@ struct iof_entry {
 	__u32 flags;       /* IOF_ENTRY_* */
 	__u64 min_expires; /* the earliest filter expiry (0: none): before it, all are live */
 	__u64 lo, hi;      /* the lowest start and highest end of all ranges */
+	/* The medium every filter of the entry is bound to (they all share it): an I/O to
+	 * the same major:minor with another diskseq (a re-attached loop device, a replaced
+	 * namespace) is another disk and never matches. 0: not bound (before 5.15). */
+	__u64 diskseq;
 	struct iof_layer layers[IOF_MAX_LAYERS];
 	struct iof_filter filters[IOF_MAX_FILTERS];
 };

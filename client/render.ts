@@ -95,7 +95,7 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
     f.ranges.forEach((r, i) =>
       t.push([
         i === 0 ? String(f.id || '') : '',
-        i === 0 ? deviceName(f.device) + (f.file ? `\nfile ${f.file}` : '') : '',
+        i === 0 ? deviceName(f.device) + (f.file ? `\nfile ${f.file}` : '') + (f.diskseq && f.diskseq !== '0' ? `\nmedium ${f.diskseq}` : '') : '',
         i === 0 ? cgroupText(f.cgroup) ?? 'any' : '',
         f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
         r.ops.map(wireOpWord).join(','),

@@ -83,6 +83,12 @@ export interface FilterSpec {
   offset: bigint;
   /** Size of `device` in sectors; required when `ranges` is empty (whole device). */
   size?: bigint;
+  /**
+   * The disk's medium (`/sys/block/DISK/diskseq`, 5.15+) the filter is bound to: I/O to
+   * the same major:minor on another medium never matches it. Omitted/0n: not bound.
+   * Filters of the disk bound to another medium are dropped by this put.
+   */
+  diskseq?: bigint;
   /** Empty: the whole device, with `wholeOps` (default: all ops). */
   ranges: RangeSpec[];
   wholeOps?: Op[];
@@ -113,6 +119,8 @@ export interface FilterInfo {
   disk: Device;
   offset: bigint;
   size: bigint;
+  /** The medium it is bound to (0n: not bound, before 5.15). */
+  diskseq: bigint;
   whole: boolean;
   ranges: RangeInfo[]; // in the device's coordinates, in the order given
   /** Remaining time before the kernel stops enforcing it; null = no expiry; 0 = expired. */

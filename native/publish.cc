@@ -188,6 +188,7 @@ void Table::publish(const iof_dev &disk, const std::vector<Composed> &filters, L
   iof_entry *e = p_.entries.at<iof_entry>(slot);
   memset(e, 0, sizeof(*e));
   e->disk = disk;
+  e->diskseq = filters[0].f.diskseq; // put() keeps one medium per entry
   e->nr_filters = uint32_t(filters.size());
   e->nr_layers = uint32_t(layers.size());
   e->lo = IOF_SECTOR_MAX;

@@ -135,6 +135,7 @@ Table::Composed Table::compose(const FilterSpec &s, Lock &lk) {
   c.f.prob = prob_to_u32(s.probability);
   c.f.id = next_id_;
   c.f.events_per_sec = s.events_per_sec;
+  c.f.diskseq = s.diskseq;
   c.f.flags = (whole ? IOF_FILTER_WHOLE : 0) | (any_flush ? IOF_FILTER_FLUSH : 0) |
               (s.events_spared ? IOF_FILTER_EVENTS_SPARED : 0) | (s.selftest ? IOF_FILTER_SELFTEST : 0);
   for (size_t i = 0; i < ranges.size(); i++) {
@@ -159,6 +160,15 @@ FilterInfo Table::put(const FilterSpec &s) {
   std::vector<Composed> filters;
   if (const iof_entry *old = entry_of(s.disk))
     filters = decompose(*old);
+  // Filters bound to an earlier medium of this disk (a loop device re-attached, a
+  // namespace replaced) no longer match anything: a put on the new medium drops them.
+  std::vector<Composed> stale;
+  for (auto it = filters.begin(); it != filters.end();)
+    if (it->f.diskseq != s.diskseq) {
+      stale.push_back(std::move(*it));
+      it = filters.erase(it);
+    } else
+      ++it;
   int replace = -1;
   size_t others = 0;
   for (size_t i = 0; i < filters.size(); i++) {
@@ -194,6 +204,8 @@ FilterInfo Table::put(const FilterSpec &s) {
   next_id_++;
   if (replace >= 0)
     retire_filter(filters[replace]);
+  for (const Composed &x : stale)
+    retire_filter(x);
   return info(s.disk, c, boottime_ns());
 }
 
@@ -294,6 +306,7 @@ FilterInfo Table::info(const iof_dev &disk, const Composed &c, uint64_t now) {
   out.cgroup = {f.cgroup_id, f.cgroup_level};
   out.events_per_sec = f.events_per_sec;
   out.events_spared = f.flags & IOF_FILTER_EVENTS_SPARED;
+  out.diskseq = f.diskseq;
   iof_fstats fs = {};
   if (const iof_fstats *p = p_.fstats.at<iof_fstats>(f.stats))
     fs = *p;

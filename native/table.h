@@ -52,6 +52,7 @@ struct FilterSpec {
   uint32_t events_per_sec = 1000;
   bool events_spared = false;
   bool selftest = false; // the attach-time self-test's private filter: hidden from list()
+  uint64_t diskseq = 0;  // the disk's medium (5.15+ diskseq) it is bound to; 0: not bound
   FilterMeta meta;
 };
 
@@ -73,6 +74,7 @@ struct FilterInfo {
   CgroupScope cgroup;
   uint32_t events_per_sec = 0;
   bool events_spared = false;
+  uint64_t diskseq = 0;
   FilterMeta meta;
 };
 

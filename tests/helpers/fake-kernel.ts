@@ -24,7 +24,7 @@ export class FakeFilterer implements native.Filterer {
     const old = this.select({ device: spec.device, cgroupId: spec.cgroup?.id });
     const info: native.FilterInfo = {
       id: old[0]?.id ?? this.nextId++,
-      device: spec.device, disk: spec.disk, offset: spec.offset, size: spec.size ?? 0n, whole: !spec.ranges.length,
+      device: spec.device, disk: spec.disk, offset: spec.offset, size: spec.size ?? 0n, diskseq: spec.diskseq ?? 0n, whole: !spec.ranges.length,
       ranges: ranges.map((r) => ({ ...r, matched: 0n, failed: 0n })),
       remainingMs: spec.ttlMs ? spec.ttlMs : null, probability: spec.probability ?? 1,
       maxFailures: spec.maxFailures ?? 0n, failures: 0n, matchedIos: 0n, failedIos: 0n,

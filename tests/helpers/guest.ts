@@ -33,21 +33,30 @@ export class Guest {
 
   static async boot(agentArgs: string[] = ['--attach', 'none']): Promise<Guest> {
     const g = new Guest(await Vm.boot());
-    g.client = new IoFilterClient(g.vm.agentAddress, { timeoutMs: 60_000 });
+    try {
+      await g.setUp(agentArgs);
+    } catch (e) {
+      await g.shutdown(); // a suite whose beforeAll failed never calls it: no VM left running
+      throw e;
+    }
+    return g;
+  }
+
+  private async setUp(agentArgs: string[]): Promise<void> {
+    this.client = new IoFilterClient(this.vm.agentAddress, { timeoutMs: 60_000 });
     const loop = (img: string, mib: number) =>
-      g.vm.sh(`truncate -s ${mib}M /dev/shm/${img} && (losetup -f --show --direct-io=on /dev/shm/${img} 2>/dev/null || losetup -f --show /dev/shm/${img})`);
-    g.disk = await loop('d1.img', 64);
-    g.other = await loop('d3.img', 64);
-    g.pdisk = await g.vm.sh(
+      this.vm.sh(`truncate -s ${mib}M /dev/shm/${img} && (losetup -f --show --direct-io=on /dev/shm/${img} 2>/dev/null || losetup -f --show /dev/shm/${img})`);
+    this.disk = await loop('d1.img', 64);
+    this.other = await loop('d3.img', 64);
+    this.pdisk = await this.vm.sh(
       `truncate -s 40M /dev/shm/d2.img && printf 'label: dos\\nsize=16MiB, type=83\\nsize=16MiB, type=83\\n' | sfdisk --quiet /dev/shm/d2.img && losetup -f --show -P /dev/shm/d2.img`,
     );
     for (const i of [1, 2]) {
-      const name = `${path.basename(g.pdisk)}p${i}`;
-      const start = Number(await g.vm.sh(`for t in $(seq 50); do [ -e /sys/class/block/${name}/start ] && break; sleep 0.1; done; cat /sys/class/block/${name}/start`));
-      g.parts.push({ path: `/dev/${name}`, start });
+      const name = `${path.basename(this.pdisk)}p${i}`;
+      const start = Number(await this.vm.sh(`for t in $(seq 50); do [ -e /sys/class/block/${name}/start ] && break; sleep 0.1; done; cat /sys/class/block/${name}/start`));
+      this.parts.push({ path: `/dev/${name}`, start });
     }
-    await g.startAgent(agentArgs);
-    return g;
+    await this.startAgent(agentArgs);
   }
 
   async shutdown(): Promise<void> {

@@ -22,6 +22,7 @@ export interface Filter {
   'eventsPerSecond'?: (number);
   'eventsSpared'?: (boolean);
   'eventsDropped'?: (number | string | Long);
+  'diskseq'?: (number | string | Long);
 }
 
 export interface Filter__Output {
@@ -41,4 +42,5 @@ export interface Filter__Output {
   'eventsPerSecond': (number);
   'eventsSpared': (boolean);
   'eventsDropped': (string);
+  'diskseq': (string);
 }
