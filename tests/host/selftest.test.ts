@@ -101,6 +101,18 @@ d('the hook self-test without /dev/loop-control (a real agent in a private mount
     expect(fs.readdirSync('/dev').filter((n) => n.startsWith('iofilter-selftest-'))).toEqual([]);
   });
 
+  test('a kernel whose should_fail_bio is only a compiler clone: each should_fail_bio hook\'s reason names the clone kallsyms has', async () => {
+    // this host's /proc/kallsyms with should_fail_bio renamed as GCC names a clone, bound over the real one
+    const fake = `/tmp/iofilter-kallsyms-${process.pid}`;
+    agent = await agentIn(`sed 's/ should_fail_bio$/ should_fail_bio.constprop.0/' /proc/kallsyms > ${fake} && mount --bind ${fake} /proc/kallsyms && rm ${fake}`, pinDir('clone'));
+    const { st } = await statusOf(agent);
+    const clone = 'this kernel has no should_fail_bio to attach to, only the compiler clone should_fail_bio.constprop.0 (no BTF, not on the error-injection list)';
+    const fmod = st.capabilities.find((c) => c.mode === 'MODE_FMOD_RET')!;
+    expect(fmod.available).toBe(false);
+    expect(fmod.reason).toContain(`fmod_ret/should_fail_bio: ${clone}`);
+    expect(fmod.reason).not.toMatch(/compiled out or inlined/);
+  });
+
   test('/dev, /run and /tmp nodev: not run; the tracepoint kept and said UNPROVEN, never passed; it counts every write', async () => {
     const nodev = ['/dev', '/run', '/tmp'].map((m) => `mount -t tmpfs -o nodev,mode=755 iofilter-nodev ${m}`).join(' && ');
     agent = await agentIn(nodev, pinDir('nodev'));
