@@ -23,7 +23,7 @@ import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
 import { modeFromWire, modeToWire } from '../proto/names';
-import { deleteTarget, scopeQuery, toFilterSpec } from './validate';
+import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
 import { attachState, deviceRef, filterOf, limitsOf } from './wire';
 
@@ -254,6 +254,7 @@ export class IoFilterCore {
         nums = parseDevNumbers(t.device);
       }
       const device = { major: nums.major, minor: nums.minor };
+      if (!t.scope && !t.allScopes) refuseIfScoped(t.device, device, f.listFilters());
       const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
       const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
       return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };

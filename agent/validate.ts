@@ -6,7 +6,7 @@ import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilte
 import { opFromWire } from '../proto/names';
 import type { CgroupQuery, ResolvedCgroup } from './cgroup';
 import type { DeviceInfo } from './devices';
-import { invalid } from './errors';
+import { invalid, precondition } from './errors';
 
 export interface Policy {
   maxRanges: number;
@@ -116,4 +116,26 @@ export function deleteTarget(req: DeleteFilterRequest__Output): DeleteTarget {
   if (!req.device) throw invalid('device is empty: give MAJ:MIN (e.g. 259:2) or a /dev path, or a filter id');
   if (scope && req.allScopes) throw invalid('all_scopes: give either a cgroup scope or all_scopes, not both');
   return { device: req.device, scope, allScopes: !!req.allScopes };
+}
+
+/**
+ * A delete that names a device and no scope removes only the device's unscoped filter.
+ * If cgroup-scoped filters are on it too, such a delete would leave faults in force while
+ * its caller believes the device clean ("no filter on DEV"), so it is refused before
+ * anything changes, naming each scoped filter and the request that removes it.
+ */
+export function refuseIfScoped(named: string, device: native.Device, filters: native.FilterInfo[]): void {
+  const on = filters.filter((f) => f.device.major === device.major && f.device.minor === device.minor);
+  const scoped = on.filter((f) => f.cgroup);
+  if (!scoped.length) return;
+  const each = scoped.map((f) => {
+    const p = f.meta.cgroupPath;
+    return `filter ${f.id} for ${p ? `cgroup ${p}` : `cgroup id ${f.cgroup!.id}`} (delete it with ${p ? `--cgroup ${p}` : `--cgroup-id ${f.cgroup!.id}`} or --id ${f.id})`;
+  });
+  const plain = on.find((f) => !f.cgroup);
+  throw precondition(
+    `${named} has ${scoped.length === 1 ? 'a cgroup-scoped filter' : `${scoped.length} cgroup-scoped filters`} that a delete without a scope would leave in force; nothing was deleted: ` +
+      `${each.join('; ')}. --all-scopes deletes every filter on ${named}` +
+      (plain ? `; --id ${plain.id} deletes only its unscoped filter` : ''),
+  );
 }

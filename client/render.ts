@@ -47,9 +47,12 @@ export function setLines(r: SetFilterResponse__Output, c: Colors): string[] {
   return [`set ${r.filter ? describeFilter(r.filter) : '?'}`, ...r.warnings.map((w) => `${c.yellow('warning:')} ${w}`)];
 }
 
+/** A self-test that could not run (no scratch device): the hook was kept without proof. */
+const unproven = (s?: AttachState__Output | null) => !!s?.selfTest && !s.selfTest.passed && /^not run\b/.test(s.selfTest.detail);
+
 function stateLine(s?: AttachState__Output | null): string {
   if (!s?.attached) return 'not attached';
-  return `attached ${wireModeWord(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}`;
+  return `attached ${wireModeWord(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}${unproven(s) ? ', UNPROVEN (the self-test could not run)' : ''}`;
 }
 
 /**
@@ -64,7 +67,7 @@ export function attachDetailLines(s: AttachState__Output | null | undefined, c: 
   if (!s.pinned)
     lines.push(`  ${c.yellow('pinned: false:')} this kernel cannot pin the ${mode} link${mode === 'kprobe' ? ' (kprobe links need 5.15)' : ''}: the program and its filters end when the agent exits`);
   const t = s.selfTest;
-  if (t) lines.push(`  self-test: ${t.passed ? c.green('passed') : c.red('FAILED')} at ${new Date(Number(t.atUnixMs)).toISOString()}: ${t.detail}`);
+  if (t) lines.push(`  self-test: ${t.passed ? c.green('passed') : unproven(s) ? c.yellow('UNPROVEN') : c.red('FAILED')} at ${new Date(Number(t.atUnixMs)).toISOString()}: ${t.detail}`);
   else lines.push(`  self-test: not run${s.adopted ? ' (pins adopted from an earlier agent)' : ''}`);
   for (const p of s.programs) {
     const misses = p.recursionMisses === undefined ? 'recursion misses n/a (kernel < 5.12)' : p.recursionMisses === '0' ? '0 recursion misses' : c.yellow(`${p.recursionMisses} recursion misses: I/O it skipped, unfiltered`);

@@ -33,6 +33,8 @@ interface Placed {
   text: string;
   /** Where answered calls put the filter: the deletes that remove it, by key. */
   at: Map<string, DeleteFilterRequest>;
+  /** The id the last answered call gave an unscoped filter, by key (see delete()). */
+  ids: Map<string, { id: number; seq: number }>;
   /** Calls that got no answer (or have none yet): the filter may be in force where they named. */
   unsure: number;
 }
@@ -68,6 +70,7 @@ function unanswered(req: SetFilterRequest, filters: Filter__Output[]): DeleteFil
 /** The plan's filters on one host: set through it, deleted through it. */
 export class HostFilters {
   private readonly placed = new Map<string, Placed>();
+  private answered = 0;
 
   get size(): number {
     return this.placed.size;
@@ -82,7 +85,7 @@ export class HostFilters {
   async set(c: IoFilterClient, req: SetFilterRequest): Promise<Filter__Output> {
     const key = targetKey(req);
     let p = this.placed.get(key);
-    if (!p) this.placed.set(key, (p = { req, text: targetText(req), at: new Map(), unsure: 0 }));
+    if (!p) this.placed.set(key, (p = { req, text: targetText(req), at: new Map(), ids: new Map(), unsure: 0 }));
     p.unsure++;
     let f: Filter__Output;
     try {
@@ -95,29 +98,42 @@ export class HostFilters {
     if (f.device) {
       const d: DeleteFilterRequest = { device: numbers(f), ...(f.cgroup && { cgroupId: f.cgroup.id }) };
       p.at.set(deleteKey(d), d);
+      if (!f.cgroup && f.id) p.ids.set(deleteKey(d), { id: f.id, seq: ++this.answered });
       p.unsure--;
     }
     return f;
   }
 
-  /** Deletes what the plan put here (Status first, if an unanswered call needs it); forgets it once every delete is answered. */
+  /**
+   * Deletes what the plan put here (Status first, if an unanswered call needs it); forgets
+   * it once every delete is answered. Scoped filters go first, and an answered unscoped
+   * filter is deleted by the id of its last answer: an agent refuses a delete of a
+   * device's unscoped filter by device while scoped filters remain on it (they may not
+   * be the plan's), so that delete is left to what only a device can name.
+   */
   async delete(c: IoFilterClient): Promise<Deleted[]> {
     const all = [...this.placed.values()];
     const lookup = all.some((p) => p.unsure && (p.req.file || p.req.pid));
     const filters = lookup ? (await c.status()).filters : [];
-    const deletes = new Map<string, { req: DeleteFilterRequest; names: string[] }>();
+    const deletes = new Map<string, { req: DeleteFilterRequest; names: string[]; id?: { id: number; seq: number } }>();
     const out: Deleted[] = [];
     for (const p of all) {
       const reqs = [...p.at.values(), ...(p.unsure ? unanswered(p.req, filters) : [])];
       if (!reqs.length) out.push({ filter: p.text, existed: false });
       for (const req of reqs) {
-        const d = deletes.get(deleteKey(req)) ?? { req, names: [] };
+        const key = deleteKey(req);
+        const d = deletes.get(key) ?? { req, names: [] };
         if (!d.names.includes(p.text)) d.names.push(p.text);
-        deletes.set(deleteKey(req), d);
+        const id = p.ids.get(key);
+        if (id && (!d.id || id.seq > d.id.seq)) d.id = id;
+        deletes.set(key, d);
       }
     }
-    for (const { req, names } of deletes.values()) {
-      const r = await c.deleteFilter(req);
+    // an unsure unscoped set may have replaced the answered filter: then the device is all that names it
+    const unsure = new Set(all.filter((p) => p.unsure).flatMap((p) => unanswered(p.req, filters).map(deleteKey)));
+    const ordered = [...deletes.entries()].sort(([, a], [, b]) => Number(!scopeText(a.req)) - Number(!scopeText(b.req)));
+    for (const [key, { req, names, id }] of ordered) {
+      const r = await c.deleteFilter(id && !unsure.has(key) ? { id: id.id } : req);
       const scope = scopeText(req);
       out.push({ filter: names.join(', '), device: req.device!, ...(scope && { scope }), existed: r.removed > 0 || r.existed });
     }

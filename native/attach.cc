@@ -1,21 +1,53 @@
 // Mode choice and attach, with the self-test as the last step of each attempt.
 #include "attach.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <unistd.h>
+#include <vector>
 
 #include "errors.h"
 
 namespace iof {
 
+// Compiler clones of should_fail_bio in /proc/kallsyms ("should_fail_bio.constprop.0"):
+// what a kernel has when it has no should_fail_bio of its own to attach to.
+static std::vector<std::string> should_fail_bio_clones() {
+  std::ifstream f("/proc/kallsyms");
+  std::vector<std::string> out;
+  std::string addr, type, name;
+  const std::string prefix = "should_fail_bio.";
+  while (f >> addr >> type >> name) {
+    if (name.compare(0, prefix.size(), prefix) == 0 && std::find(out.begin(), out.end(), name) == out.end())
+      out.push_back(name);
+    f.ignore(std::numeric_limits<std::streamsize>::max(), '\n'); // a module's "[mod]" column
+  }
+  return out;
+}
+
+// What the kernel has instead of a should_fail_bio BPF can attach to.
+static std::string no_should_fail_bio() {
+  std::vector<std::string> clones = should_fail_bio_clones();
+  if (clones.empty())
+    return "should_fail_bio is not in this kernel's symbols (compiled out or inlined into its callers)";
+  std::string names;
+  for (const std::string &c : clones)
+    names += (names.empty() ? "" : ", ") + c;
+  return "this kernel has no should_fail_bio to attach to, only the compiler clone" +
+         std::string(clones.size() > 1 ? "s " : " ") + names +
+         " (no BTF, not on the error-injection list): its callers use the clone, which BPF cannot hook by name";
+}
+
 // A sentence on why hook `h` is unavailable, from the error and what the kernel tells.
 static std::string why_not(const Hook &h, const Error &e, const KernelFacts &k) {
   bool on_should_fail_bio = strstr(h.section, "should_fail_bio") != nullptr;
   if (on_should_fail_bio && !has_symbol("should_fail_bio"))
-    return "should_fail_bio is not in this kernel (compiled out or inlined)";
+    return no_should_fail_bio();
   if (!strcmp(h.mode, "fmod_ret") && k.config_missing("CONFIG_FUNCTION_ERROR_INJECTION"))
     return "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio's return value cannot be modified";
   if (!strcmp(h.mode, "kprobe")) {
@@ -36,6 +68,26 @@ static std::string refused(const Hook &h, const KernelFacts &k) {
   if (!strcmp(h.mode, "kprobe"))
     return kprobe_override_hazard(k);
   return "";
+}
+
+// A hook whose self-test could not run (no scratch device could be made): observe on
+// should_fail_bio is dropped for the block_bio_queue tracepoint, which every submitted
+// bio passes and no compiler can inline away (a kernel may call should_fail_bio for
+// only some bios: Debian's 7.2.13 for split remainders alone). Any other hook is kept,
+// said to be unproven in its result (Status shows it so), never as passed.
+static bool kept_unproven(const Hook &h, SelfTestResult &st) {
+  if (!strcmp(h.mode, "observe") && strstr(h.section, "should_fail_bio")) {
+    st.detail += ": not kept unproven (a kernel may call should_fail_bio for only some bios; "
+                 "the block_bio_queue tracepoint is tried instead)";
+    return false;
+  }
+  if (!strcmp(h.mode, "observe"))
+    st.detail += ": kept, UNPROVEN: " + std::string(h.section) +
+                 " is the block layer's tracepoint for every submitted bio, but no I/O has shown it fires here";
+  else
+    st.detail += ": kept, UNPROVEN: nothing has shown that " + std::string(h.section) +
+                 " sees every bio on this kernel; make a loop device possible (the loop module, /dev) to prove it";
+  return true;
 }
 
 Caps probe() {
@@ -126,8 +178,13 @@ Attached attach(const AttachOpts &o, PinDirLock &lock) {
         Attached a = with_table(pin(std::move(l), lock, o.sizes), k);
         if (!o.self_test)
           return a;
-        SelfTestResult st = self_test(*a.table, strcmp(h->mode, "observe") != 0);
-        if (st.passed || !st.ran) {
+        bool enforcing = strcmp(h->mode, "observe") != 0;
+        SelfTestResult st = self_test(*a.table, enforcing);
+        if (st.passed) {
+          a.self_test = st;
+          return a;
+        }
+        if (!st.ran && kept_unproven(*h, st)) {
           a.self_test = st;
           return a;
         }

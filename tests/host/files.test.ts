@@ -17,6 +17,7 @@ import { AGENT_MAIN, RunningAgent, startAgent } from '../helpers/agent';
 import { ROOT } from '../helpers/common';
 import * as native from '../../native';
 import { createLoop, loopUnavailableReason, LoopDevice } from '../helpers/loop';
+import { describeIf } from '../helpers/tier';
 
 const CLI = path.join(ROOT, 'dist', 'client', 'cli.js');
 const TOOLS = ['mkfs.ext4', 'filefrag', 'fallocate', 'mount', 'umount', 'dd'];
@@ -29,10 +30,7 @@ function unavailable(): string | null {
   if (!fs.existsSync(AGENT_MAIN) || !fs.existsSync(CLI)) return 'the project is not built (npm run build)';
   return null;
 }
-const skipReason = unavailable();
-if (skipReason) console.warn(`host --file tests skipped: ${skipReason}`);
-// under CI a skipped tier is a failure: say why instead of skipping
-const d = skipReason ? (process.env.CI === 'true' ? (n: string) => test(n, () => { throw new Error(skipReason); }) : describe.skip) : describe;
+const d = describeIf(unavailable()); // says why; under CI (inCi()) a suite that cannot run fails
 
 const BLOCK = 4096;
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -80,13 +80,13 @@ d('iofilterctl run with files and cgroup scopes against real agents', () => {
     return p;
   };
   const kill = (p: ChildProcess) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r).kill('SIGKILL')) : null);
-  /** The DeleteFilter requests agent i audited since line `from`, as [device, cgroupPath, cgroupId, pid]. */
+  /** The DeleteFilter requests agent i audited since line `from`, as [device, cgroupPath, cgroupId, pid, id]. */
   const deletes = (i: number, from: number) =>
     lines(audit(i))
       .slice(from)
       .map((l) => JSON.parse(l))
       .filter((a) => a.rpc === 'DeleteFilter')
-      .map((a) => [a.request.device, a.request.cgroupPath, a.request.cgroupId, a.request.pid]);
+      .map((a) => [a.request.device, a.request.cgroupPath, a.request.cgroupId, a.request.pid, a.request.id]);
   const cleanupOf = (events: Event[], host: string) => events.find((e) => e.event === 'host' && e.action === 'delete' && e.host === host);
 
   beforeAll(async () => {
@@ -162,25 +162,28 @@ steps:
     expect(during).toEqual([[atA, ofFile, atB].sort(), [ofFile, atB].sort()]);
     // the set lines carry the scope as the agent resolved it
     const sets = r.events.filter((e) => e.event === 'host' && e.action === 'set' && e.step === 'everyone');
+    expect(sets).toHaveLength(2);
     for (const e of sets) expect(e.value.map((f: Filter__Output) => [f.file, f.cgroup])).toEqual([[file, null], ['', { id: idB, path: `${rel}/b`, fromPid: pid }]]);
     const named = { a: `${disk.path} (cgroup ${rel}/a)`, pid: `${disk.path} (the cgroup of pid ${pid})` };
     expect(cleanupOf(r.events, hosts[0])).toMatchObject({
       ok: true,
       value: [
         { filter: named.a, device: diskNo, scope: `cgroup id ${idA}`, existed: true },
-        { filter: file, device: partNo[1], existed: true },
         { filter: named.pid, device: diskNo, scope: `cgroup id ${idB}`, existed: true },
+        { filter: file, device: partNo[1], existed: true },
       ],
     });
     expect(cleanupOf(r.events, hosts[1]).value).toEqual([
-      { filter: file, device: partNo[1], existed: true },
       { filter: named.pid, device: diskNo, scope: `cgroup id ${idB}`, existed: true },
+      { filter: file, device: partNo[1], existed: true },
     ]);
     expect(r.events[r.events.length - 1]).toMatchObject({ event: 'finished', stepsDone: 2, touched: 2, remaining: [] });
     for (const h of hosts) expect(await filtersOn(h)).toEqual([]);
-    // what the agents were asked to delete: numbers and cgroup ids, no path, no pid
-    expect(deletes(0, audited[0])).toEqual([[diskNo, '', idA, 0], [partNo[1], '', '0', 0], [diskNo, '', idB, 0]]);
-    expect(deletes(1, audited[1])).toEqual([[partNo[1], '', '0', 0], [diskNo, '', idB, 0]]);
+    // what the agents were asked to delete: numbers and cgroup ids, no path, no pid; scoped
+    // filters first, the unscoped one by the id its set answered with
+    const fileId = hosts.map((h) => sets.find((e) => e.host === h).value.find((f: Filter__Output) => f.file).id);
+    expect(deletes(0, audited[0])).toEqual([[diskNo, '', idA, 0, 0], [diskNo, '', idB, 0, 0], ['', '', '0', 0, fileId[0]]]);
+    expect(deletes(1, audited[1])).toEqual([[diskNo, '', idB, 0, 0], ['', '', '0', 0, fileId[1]]]);
   });
 
   test('SIGINT while the last step holds: cleanup on both hosts names each file and scope it deleted; no filter left', async () => {
@@ -201,7 +204,7 @@ steps:
     const scoped = { filter: `${file} (cgroup ${path.join(cg, rel, 'a')})`, device: partNo[1], scope: `cgroup id ${idA}`, existed: true };
     const byId = { filter: `${disk.partitions[0].path} (cgroup id ${idB})`, device: partNo[0], scope: `cgroup id ${idB}`, existed: true };
     const whole = { filter: file, device: partNo[1], existed: true };
-    expect(cleanupOf(r.events, hosts[0]).value).toEqual([scoped, byId, whole]);
+    expect(cleanupOf(r.events, hosts[0]).value).toEqual([scoped, byId, whole]); // scoped filters first
     expect(cleanupOf(r.events, hosts[1]).value).toEqual([byId, whole]);
     expect(r.events[r.events.length - 1]).toMatchObject({ event: 'aborted', stepsDone: 1, cleanup: { ok: 2, failed: 0, unreachable: 0 }, remaining: [] });
     for (const h of hosts) expect(await filtersOn(h)).toEqual([]);
@@ -215,8 +218,8 @@ steps:
     expect(sets.map((e) => e.value.map(where))).toEqual(hosts.map(() => [`${partNo[0]} - -`, `${partNo[0]} - ${idA}`]));
     for (const h of hosts)
       expect(cleanupOf(r.events, h).value).toEqual([
-        { filter: dev, device: partNo[0], existed: true },
         { filter: `${dev} (cgroup ${rel}/a)`, device: partNo[0], scope: `cgroup id ${idA}`, existed: true },
+        { filter: dev, device: partNo[0], existed: true },
       ]);
     for (const h of hosts) expect(await filtersOn(h)).toEqual([]);
   });

@@ -142,7 +142,6 @@ describe('DeleteFilter by scope, all scopes, id', () => {
   const left = async () => (await client.status()).filters.map((f) => `${f.device?.major}:${f.device?.minor} ${f.cgroup?.path ?? 'any'}`).sort();
 
   test.each<[string, DeleteFilterRequest, number, string[]]>([
-    ['no scope: the unscoped filter only', { device: '7:0' }, 1, ['7:0 /kubepods.slice/pod-b/ctr-b', '7:0 /system.slice/db.service']],
     ['by path', { device: '7:0', cgroupPath: '/system.slice/db.service' }, 1, ['7:0 /kubepods.slice/pod-b/ctr-b', '7:0 any']],
     ['by pid', { device: '7:0', pid: 4321 }, 1, ['7:0 /kubepods.slice/pod-b/ctr-b', '7:0 any']],
     ['all scopes', { device: '7:0', allScopes: true }, 3, []],
@@ -152,6 +151,40 @@ describe('DeleteFilter by scope, all scopes, id', () => {
     expect(r).toMatchObject({ existed: removed > 0, removed, device: { major: 7, minor: 0, name: 'loop0' } });
     expect((await left()).filter((l) => l.startsWith('7:0'))).toEqual(rest);
     expect((await left()).filter((l) => l.startsWith('7:1'))).toHaveLength(3); // the partition's filters untouched
+  });
+
+  test('no scope while scoped filters remain: FAILED_PRECONDITION naming each scope and its flag; nothing deleted', async () => {
+    const st = (await client.status()).filters.filter((f) => f.device?.minor === 0);
+    const id = (p: string | undefined) => st.find((f) => (f.cgroup?.path || undefined) === p)!.id;
+    const r = await codeOf(client.deleteFilter({ device: '7:0' }));
+    expect(r.code).toBe('FAILED_PRECONDITION');
+    expect(r.details).toBe(
+      '7:0 has 2 cgroup-scoped filters that a delete without a scope would leave in force; nothing was deleted: ' +
+        `filter ${id('/system.slice/db.service')} for cgroup /system.slice/db.service (delete it with --cgroup /system.slice/db.service or --id ${id('/system.slice/db.service')}); ` +
+        `filter ${id('/kubepods.slice/pod-b/ctr-b')} for cgroup /kubepods.slice/pod-b/ctr-b (delete it with --cgroup /kubepods.slice/pod-b/ctr-b or --id ${id('/kubepods.slice/pod-b/ctr-b')}). ` +
+        `--all-scopes deletes every filter on 7:0; --id ${id(undefined)} deletes only its unscoped filter`,
+    );
+    expect(await left()).toHaveLength(6);
+  });
+
+  test('no scope: refused with no unscoped filter too (a scope set by id is named by the path it resolved to)', async () => {
+    await client.deleteFilter({ device: '7:1', allScopes: true });
+    cg.mkdir('/tmp.slice');
+    const cid = cg.id('/tmp.slice');
+    const f = await client.setFilter({ device: '7:1', ...W, cgroupId: String(cid) });
+    const r = await codeOf(client.deleteFilter({ device: '7:1' }));
+    expect(r.code).toBe('FAILED_PRECONDITION');
+    expect(r.details).toBe(
+      `7:1 has a cgroup-scoped filter that a delete without a scope would leave in force; nothing was deleted: filter ${f.id} for cgroup /tmp.slice (delete it with --cgroup /tmp.slice or --id ${f.id}). --all-scopes deletes every filter on 7:1`,
+    );
+    expect((await client.status()).filters.map((x) => x.id)).toContain(f.id);
+  });
+
+  test('no scope, only the unscoped filter: deleted', async () => {
+    await client.deleteFilter({ device: '7:1', allScopes: true });
+    await client.setFilter({ device: '7:1', ...W });
+    expect(await client.deleteFilter({ device: '7:1' })).toMatchObject({ existed: true, removed: 1 });
+    expect((await left()).filter((l) => l.startsWith('7:1'))).toEqual([]);
   });
 
   test('by cgroup id, also after the cgroup is gone', async () => {

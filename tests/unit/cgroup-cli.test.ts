@@ -125,6 +125,19 @@ describe('output against an agent', () => {
     expect(r.raw).toMatch(/│ 3\s+│ loop0 \(7:0\)\s+│ any\s+│ whole \(0-2097151\)\s+│ flush\s+│/);
   });
 
+  test('delete DEV with scoped filters left on it: refused, each scope and its flag named, exit 2, nothing deleted', async () => {
+    const before = kernel.filterer!.listFilters().length;
+    const r = await ctl('delete', '7:0');
+    expect(r.code).toBe(2);
+    expect(r.out).toEqual([
+      'error FAILED_PRECONDITION: 7:0 has 2 cgroup-scoped filters that a delete without a scope would leave in force; nothing was deleted: ' +
+        'filter 1 for cgroup /system.slice/db.service (delete it with --cgroup /system.slice/db.service or --id 1); ' +
+        'filter 2 for cgroup /system.slice/db.service/worker (delete it with --cgroup /system.slice/db.service/worker or --id 2). ' +
+        '--all-scopes deletes every filter on 7:0; --id 3 deletes only its unscoped filter',
+    ]);
+    expect(kernel.filterer!.listFilters()).toHaveLength(before);
+  });
+
   test('delete lines say what was deleted', async () => {
     expect((await ctl('delete', '7:0', '--cgroup', '/system.slice/db.service')).out).toEqual(['deleted filter on 7:0 for cgroup /system.slice/db.service']);
     expect((await ctl('delete', '7:0', '--pid', '4321')).out).toEqual(['no filter on 7:0 for the cgroup of pid 4321']);

@@ -1,4 +1,4 @@
-// The linters, as `npm run lint` runs them: ESLint over the TypeScript tree
+// The linters, as `npm run lint` runs them: ESLint over the TypeScript tree and scripts
 // (eslint.config.js) and clang-format's check of bpf/ and native/ against their
 // .clang-format files (the file list is package.json's lint:c). Any finding fails the
 // test, which shows the tool's own output.
@@ -11,7 +11,7 @@ function lint(script: string): { exitCode: number | null; output: string } {
   return { exitCode: r.status, output: `${r.stdout}${r.stderr}`.trim() };
 }
 
-test('ESLint finds nothing in the TypeScript tree', () => {
+test('ESLint finds nothing in the TypeScript tree and the .js scripts', () => {
   expect(lint('lint:ts')).toEqual({ exitCode: 0, output: '' });
 });
 

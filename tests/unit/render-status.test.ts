@@ -69,6 +69,14 @@ test('adopted pins: the self-test was not run by this agent, and says why', () =
   expect(lines[1]).toBe('  self-test: not run (pins adopted from an earlier agent)');
 });
 
+test('a self-test that could not run: the state line and the self-test say UNPROVEN, never attached and working', () => {
+  const detail = 'not run: no scratch loop device (opening /dev/loop-control: ENOENT): kept, UNPROVEN: nothing has shown that fmod_ret/should_fail_bio sees every bio';
+  const lines = statusLines(status({ selfTest: { passed: false, atUnixMs: String(AT), detail } }), plain);
+  expect(lines[0]).toBe('db1 kernel 6.1.0; attached fmod_ret (fmod_ret/should_fail_bio), UNPROVEN (the self-test could not run); fmod_ret yes, observe yes; agent 0.1.0');
+  expect(lines[1]).toBe(`  self-test: UNPROVEN at 2023-11-14T22:13:20.000Z: ${detail}`);
+  expect(statusLines(status({ selfTest: { passed: false, atUnixMs: String(AT), detail } }), pc.createColors(true))[1]).toContain(pc.createColors(true).yellow('UNPROVEN'));
+});
+
 test('not attached: no attach details, the attach error instead', () => {
   const lines = statusLines(status({ attached: false, mode: 'MODE_UNSPECIFIED', pinned: false, programs: [] }, { attachError: 'no hook' }), plain);
   expect(lines).toEqual([expect.stringMatching(/; not attached; /), '  not attached: no hook', '  no filters']);

@@ -34,7 +34,7 @@ function planFile(text: string): string {
 }
 const events = (io: { stdout: string }) => io.stdout.trim().split('\n').map((l) => JSON.parse(l));
 /** A DeleteFilter request as the agent receives it (proto3 defaults filled in). */
-const del = (r: { device: string; cgroupPath?: string; cgroupId?: string }) => ({ device: '', cgroupPath: '', cgroupId: '0', pid: 0, allScopes: false, id: 0, ...r });
+const del = (r: { device?: string; cgroupPath?: string; cgroupId?: string; id?: number }) => ({ device: '', cgroupPath: '', cgroupId: '0', pid: 0, allScopes: false, id: 0, ...r });
 const deletes = (a: FakeAgent) => a.requests.filter((r) => r.method === 'DeleteFilter').map((r) => r.req);
 const calls = (a: FakeAgent) => Object.fromEntries(a.calls);
 
@@ -87,7 +87,8 @@ steps:
 `);
   expect(await runCli(['run', f], io)).toBe(0);
   expect(calls(a)).toEqual({ SetFilter: 4, DeleteFilter: 3 });
-  expect(deletes(a)).toEqual([del({ device: '8:1', cgroupId: '1234' }), del({ device: '8:0', cgroupId: '1234' }), del({ device: '8:0' })]);
+  // the unscoped filter by the id of its answer: a delete by device is refused while scoped filters remain on it
+  expect(deletes(a)).toEqual([del({ device: '8:1', cgroupId: '1234' }), del({ device: '8:0', cgroupId: '1234' }), del({ id: 3 })]);
   const cleanup = io.stdout.split('\n').filter((l) => l.includes('[cleanup]'));
   expect(cleanup).toEqual([
     `${a.address}: [cleanup] deleted filter on 8:1, cgroup id 1234: /var/lib/db/x (cgroup /system.slice/db.service)`,
@@ -102,8 +103,17 @@ test('a path and MAJ:MIN naming one filter: one delete, both names', async () =>
   const io = capture();
   const f = planFile(`hosts: [${a.address}]\nsteps:\n  - { name: one, set: { device: /dev/sda, ops: [read] } }\n  - { name: two, set: { device: "8:0", ops: [write] } }\n`);
   expect(await runCli(['--json', 'run', f], io)).toBe(0);
-  expect(deletes(a)).toEqual([del({ device: '8:0' })]);
+  expect(deletes(a)).toEqual([del({ id: 3 })]);
   expect(events(io).find((e) => e.action === 'delete').value).toEqual([{ filter: '/dev/sda, 8:0', device: '8:0', existed: true }]);
+});
+
+test('an unscoped filter replaced by a later step: one delete, by the id of the last answer; scoped deletes go first', async () => {
+  let next = 10;
+  const a = await fake({ filter: (req) => ({ ...answer(req), id: next++ }) });
+  const io = capture();
+  const f = planFile(`hosts: [${a.address}]\nsteps:\n  - { name: one, set: { device: /dev/sda, ops: [read] } }\n  - { name: two, set: [{ device: /dev/sda, ops: [write] }, { device: /dev/sda, cgroup: /db, ops: [write] }] }\n`);
+  expect(await runCli(['--json', 'run', f], io)).toBe(0);
+  expect(deletes(a)).toEqual([del({ device: '8:0', cgroupId: '1234' }), del({ id: 11 })]);
 });
 
 const gone = (f: Partial<Filter>): Filter => ({ wholeDevice: true, ranges: [{ start: 0, end: 7, ops: ['OP_READ'] }], ...f });

@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Guest, KERNEL, PIN_DIR } from '../helpers/guest';
-import { matrixCase, matrixRefused, setRelease, writeMatrix } from '../helpers/matrix';
+import { jestTimeout, matrixCase, matrixRefused, setRelease, writeMatrix } from '../helpers/matrix';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 
@@ -33,7 +33,7 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
   }, 600_000);
 
   afterAll(async () => {
-    writeMatrix(KERNEL);
+    writeMatrix(KERNEL, 'core');
     await g?.shutdown();
   }, 60_000);
 
@@ -178,10 +178,17 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
     }));
 
     test('probability 0.5 over bios spanning 8 ranges that the kernel splits into 8: about half fail, each counted once', matrixCase(KERNEL, 'fmod_ret', 'probability, split bios', async () => {
-      // 8 KiB pieces: a 32 KiB direct write is one bio the kernel splits and resubmits 3 times
+      // 4 KiB pieces (8 sectors, one range each): a 32 KiB direct write is one bio the
+      // kernel splits into 8, resubmitting the remainder 7 times
       const name = path.basename(g.other);
-      await g.vm.sh(`echo 4 > /sys/block/${name}/queue/max_sectors_kb`);
+      const q = `/sys/block/${name}/queue/max_sectors_kb`;
+      const original = await g.vm.sh(`cat ${q}`);
+      /** Write requests the disk completed (field 5 of /sys/block/X/stat): what the split made of the bios. */
+      const writeRequests = async () => Number((await g.vm.sh(`cat /sys/block/${name}/stat`)).trim().split(/\s+/)[4]);
+      await g.vm.sh(`echo 4 > ${q}`);
       try {
+        expect(await g.vm.sh(`cat ${q}`)).toBe('4');
+        const before = await writeRequests();
         const ranges = Array.from({ length: 8 }, (_, i) => ({ start: i * 8, end: i * 8 + 7, ops: ['OP_WRITE' as const] }));
         await g.client.setFilter({ device: g.other, ranges, probability: 0.5 });
         const n = 200;
@@ -190,6 +197,9 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
           300_000,
         );
         const failed = Number(r.stdout.trim());
+        // the kernel did split: each write that passed reached the disk as 8 requests (a
+        // failed one ends at should_fail_bio, before the split)
+        expect((await writeRequests()) - before).toBe(8 * (n - failed));
         // one draw per bio: binomial(200, 0.5); one draw per range or per piece would fail nearly all
         expect(within(failed, n, 0.5)).toBe(true);
         const f = await g.filterOf(g.other);
@@ -198,9 +208,10 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
         expect(f?.ranges.map((x) => x.matched)).toEqual(Array(8).fill(String(n)));
         expect(f?.ranges.map((x) => x.failed)).toEqual(Array(8).fill(String(failed)));
       } finally {
-        await g.vm.exec(`echo 1280 > /sys/block/${name}/queue/max_sectors_kb`);
+        await g.vm.sh(`echo ${original} > ${q}`);
       }
-    }));
+      expect(await g.vm.sh(`cat ${q}`)).toBe(original); // restored for the tests after this one
+    }, 400_000), jestTimeout(400_000));
   });
 
   test('TTL: the kernel stops failing I/O at expiry with the agent verifiably dead', matrixCase(KERNEL, 'fmod_ret', 'TTL, agent dead', async () => {
@@ -227,7 +238,7 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
     expect(JSON.parse(left)).toEqual([0]);
     const st = await g.startAgent(['--attach', 'none']);
     expect(st.state).toMatchObject({ attached: true, adopted: true, mode: 'MODE_FMOD_RET' });
-  }));
+  }, 300_000), jestTimeout(300_000));
 
   test('the kernel stayed healthy', async () => {
     expect(await g.oopses()).toBe('');
