@@ -38,7 +38,7 @@ d(`VM grace periods on Linux ${KERNEL}, one vCPU`, () => {
   }, 600_000);
 
   afterAll(async () => {
-    writeMatrix(KERNEL);
+    writeMatrix(KERNEL, 'grace');
     await vm?.shutdown();
     for (const f of [harness, hold]) if (f) fs.rmSync(f.replace(/\/[^/]+$/, ''), { recursive: true, force: true });
   }, 60_000);

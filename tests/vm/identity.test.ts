@@ -20,7 +20,7 @@ d(`VM device identity on Linux ${KERNEL}`, () => {
     await g.attach('fmod_ret');
   }, 600_000);
   afterAll(async () => {
-    writeMatrix(KERNEL);
+    writeMatrix(KERNEL, 'identity');
     await g?.shutdown();
   }, 60_000);
 
