@@ -11,6 +11,7 @@ import { Guest, KERNEL, PIN_DIR } from '../helpers/guest';
 import { jestTimeout, matrixCase, matrixRefused, setRelease, writeMatrix } from '../helpers/matrix';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
+import { until } from '../helpers/wait';
 
 const d = describeIf(vmUnavailableReason());
 
@@ -18,6 +19,7 @@ const d = describeIf(vmUnavailableReason());
 const KPROBE_REFUSED = KERNEL === '7.2'; // kprobe + bpf_override_return oopses there: refused up front
 const KPROBE_UNPINNED = KERNEL === '5.10'; // no BPF perf links before 5.15
 const FETCH_ATOMICS = KERNEL !== '5.10'; // BPF atomic fetch-add: 5.12+
+const DISKSEQ = KERNEL !== '5.10'; // gendisk->diskseq: 5.15+
 
 /** binomial(n, p) is within k standard deviations of its mean */
 const within = (x: number, n: number, p: number, k = 5) => Math.abs(x - n * p) <= k * Math.sqrt(n * p * (1 - p));
@@ -239,6 +241,26 @@ d(`VM core on Linux ${KERNEL}: real EIO from should_fail_bio`, () => {
     const st = await g.startAgent(['--attach', 'none']);
     expect(st.state).toMatchObject({ attached: true, adopted: true, mode: 'MODE_FMOD_RET' });
   }, 300_000), jestTimeout(300_000));
+
+  // A loop device re-attached to another file under a live filter is another disk. With
+  // the agent frozen (SIGSTOP: only the kernel decides), the write to the new medium
+  // succeeds where the kernel has diskseq (5.15+) and still fails before it (5.10: the
+  // agent-side fingerprint); once the agent runs again it removes the filter everywhere.
+  test('device identity: a loop device re-attached under a live filter is not failed by it (kernel 5.15+, agent before)', matrixCase(KERNEL, 'fmod_ret', 'new medium, same number', async () => {
+    await g.attach('fmod_ret');
+    const f = await g.client.setFilter({ device: g.other, wholeDeviceOps: ['OP_WRITE'], ttlMs: 600_000 });
+    expect(f.diskseq === '0').toBe(!DISKSEQ);
+    expect(await g.io(g.other, 'write', 0)).toBe('EIO');
+    const dd = `dd if=/dev/zero of=${g.other} bs=4096 count=1 oflag=direct conv=notrunc status=none`;
+    const r = await g.vm.exec(
+      `kill -STOP ${g.agentPid} && losetup -d ${g.other} && truncate -s 64M /dev/shm/d3b.img && losetup ${g.other} /dev/shm/d3b.img && ` +
+        `{ ${dd} 2>/dev/null && echo WRITE=ok || echo WRITE=failed; }; kill -CONT ${g.agentPid}`,
+    );
+    expect(r.stdout.trim()).toBe(DISKSEQ ? 'WRITE=ok' : 'WRITE=failed');
+    await until(async () => !(await g.client.status()).filters.some((x) => x.id === f.id), 'the agent removed the filter of the old medium', 120_000, 500);
+    expect(await g.io(g.other, 'write', 0)).toBe('ok');
+    expect((await g.vm.exec('grep -c "removed a filter whose disk has a new medium" /dev/shm/iofilter-agent.log')).stdout.trim()).toBe('1');
+  }, 200_000), jestTimeout(200_000));
 
   test('the kernel stayed healthy', async () => {
     expect(await g.oopses()).toBe('');
