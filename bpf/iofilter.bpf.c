@@ -70,6 +70,8 @@ static __always_inline const struct iof_entry *iof_lookup(const struct iof_dev *
 	return NULL;
 }
 
+#include "iofilter_rate.h"
+
 static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter *f,
 				     struct iof_fstats *fs, __u32 range_index, __u32 outcome)
 {
@@ -77,17 +79,10 @@ static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter 
 	struct iof_event *ev;
 	__u64 now = bpf_ktime_get_boot_ns();
 
-	/* about events_per_sec per filter: a one-second window, reset without a lock
-	 * (two CPUs resetting at once cost at most one extra window's worth) */
-	if (now - fs->ev_window >= 1000000000ull) {
-		fs->ev_window = now;
-		fs->ev_count = 0;
-	}
-	if (fs->ev_count >= f->events_per_sec) {
+	if (!iof_ev_admit(fs, f->events_per_sec, now)) {
 		__sync_fetch_and_add(&fs->ev_dropped, 1);
 		return;
 	}
-	__sync_fetch_and_add(&fs->ev_count, 1);
 	ev = bpf_ringbuf_reserve(&iof_events, sizeof(*ev), 0);
 	if (!ev) {
 		__sync_fetch_and_add(&fs->ev_dropped, 1);
