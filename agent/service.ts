@@ -22,10 +22,10 @@ import { fromNative, invalid, precondition } from './errors';
 import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
-import { modeFromWire, modeToWire } from '../proto/names';
+import { modeFromWire } from '../proto/names';
 import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
-import { attachState, deviceRef, filterOf, limitsOf } from './wire';
+import { attachState, capabilityOf, deviceRef, filterOf, limitsOf } from './wire';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
 export interface KernelApi {
@@ -285,7 +285,7 @@ export class IoFilterCore {
       kernelRelease: caps?.kernelRelease ?? os.release(),
       btf: caps?.btf ?? false,
       lockdown: caps?.lockdown ?? 'unknown',
-      capabilities: (caps?.modes ?? []).map((m) => ({ mode: modeToWire(m.mode), available: m.available, hook: m.hook, reason: m.reason })),
+      capabilities: (caps?.modes ?? []).map(capabilityOf),
       state: this.state(),
       filters: f ? f.listFilters().map((x) => this.toFilter(x)) : [],
       agentVersion: version,

@@ -5,9 +5,24 @@ import type { AttachState } from '../proto/gen/iofilter/v1/AttachState';
 import type { DeviceRef } from '../proto/gen/iofilter/v1/DeviceRef';
 import type { Filter } from '../proto/gen/iofilter/v1/Filter';
 import type { Limits } from '../proto/gen/iofilter/v1/Limits';
+import type { ModeCapability } from '../proto/gen/iofilter/v1/ModeCapability';
 import { modeToWire, opToWire } from '../proto/names';
 import type { AgentConfig } from './config';
 import type { DeviceInfo } from './devices';
+
+/**
+ * What observe through block_bio_queue does not see, said with the mode in Status: the
+ * tracepoint fires once per bio (it sets BIO_TRACE_COMPLETION), while a bio that md
+ * (raid0, linear) resubmits unchanged to a member disk passes should_fail_bio there again,
+ * where an enforcing mode would judge it.
+ */
+export const OBSERVE_TP_CAVEAT =
+  'observe through tp_btf/block_bio_queue sees each bio once: bios md (raid0, linear) resubmits unchanged to a member disk are not seen there, so filters on md member disks count fewer than an enforcing mode would fail';
+
+export function capabilityOf(m: native.ModeCapability): ModeCapability {
+  const caveat = m.mode === 'observe' && m.available && m.hook.startsWith('tp_btf/block_bio_queue');
+  return { mode: modeToWire(m.mode), available: m.available, hook: m.hook, reason: caveat ? [m.reason, OBSERVE_TP_CAVEAT].filter(Boolean).join('; ') : m.reason };
+}
 
 export function attachState(f: native.Filterer | null, pinDir: string): AttachState {
   const s = f?.state;

@@ -26,6 +26,7 @@
 /* Set by user space before load, from the running kernel (see native/loader.cc). */
 const volatile __s32 bio_remapped_bit = -1; /* BIO_REMAPPED, an anonymous enum's value */
 const volatile __s32 bio_chain_bit = -1;    /* BIO_CHAIN */
+const volatile __s32 bio_trace_bit = -1;    /* BIO_TRACE_COMPLETION */
 const volatile __u32 iof_index_mask = 0;    /* buckets of iof_index - 1 */
 const volatile __u8 iof_test_dead = 0;      /* test-only: a hook that never fires */
 
@@ -70,6 +71,8 @@ static __always_inline const struct iof_entry *iof_lookup(const struct iof_dev *
 	return NULL;
 }
 
+#include "iofilter_rate.h"
+
 static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter *f,
 				     struct iof_fstats *fs, __u32 range_index, __u32 outcome)
 {
@@ -77,17 +80,10 @@ static __always_inline void iof_emit(struct iof_io *io, const struct iof_filter 
 	struct iof_event *ev;
 	__u64 now = bpf_ktime_get_boot_ns();
 
-	/* about events_per_sec per filter: a one-second window, reset without a lock
-	 * (two CPUs resetting at once cost at most one extra window's worth) */
-	if (now - fs->ev_window >= 1000000000ull) {
-		fs->ev_window = now;
-		fs->ev_count = 0;
-	}
-	if (fs->ev_count >= f->events_per_sec) {
+	if (!iof_ev_admit(fs, f->events_per_sec, now)) {
 		__sync_fetch_and_add(&fs->ev_dropped, 1);
 		return;
 	}
-	__sync_fetch_and_add(&fs->ev_count, 1);
 	ev = bpf_ringbuf_reserve(&iof_events, sizeof(*ev), 0);
 	if (!ev) {
 		__sync_fetch_and_add(&fs->ev_dropped, 1);
@@ -238,11 +234,32 @@ __attribute__((noinline)) int iof_candidates(__u64 slot, __u64 sector, __u64 las
 }
 
 /*
+ * Whether `bio` may be the remainder of a split that the kernel resubmitted: it carries
+ * BIO_CHAIN (the split-off piece holds a count on it) and BIO_TRACE_COMPLETION, which
+ * the block layer sets on a bio's first pass only after should_fail_bio (5.10:
+ * submit_bio_checks; 5.11+: submit_bio_noacct_nocheck; 7.2's bio_submit_split_bioset
+ * judges the remainder directly) and clears at completion; bio_init zeroes it. A fresh
+ * bio never has it, even one that carries BIO_CHAIN from the start (all but the first
+ * bio of a blk_next_bio chain: discard, write zeroes, secure erase; iomap_chain_bio),
+ * so a stale iof_seen record left at a reused address cannot make it skip judgement.
+ * Either bit unknown: judge every bio (a remainder counted twice, never one skipped).
+ */
+static __always_inline int iof_resubmitted(struct bio *bio, const int probe)
+{
+	__u32 flags;
+
+	if (bio_chain_bit < 0 || bio_trace_bit < 0)
+		return 0;
+	flags = IOF_RD(probe, bio, bi_flags);
+	return (flags & (1u << (bio_chain_bit & 15))) && (flags & (1u << (bio_trace_bit & 15)));
+}
+
+/*
  * The whole per-I/O path, cheapest test first: any filter at all (one load), the
  * disk's index word, the entry's ops and span, then the match. `dedupe`: on
- * should_fail_bio, the remainder of a bio the kernel split and resubmitted
- * (BIO_CHAIN set, same bio, the tail of a span already judged) is skipped, so one bio
- * is drawn and counted once. Returns IOF_FAIL to fail the bio (observe: would fail).
+ * should_fail_bio, the remainder of a bio the kernel split and resubmitted (same bio,
+ * iof_resubmitted, the tail of a span already judged on this disk) is skipped, so one
+ * bio is drawn and counted once. Returns IOF_FAIL to fail the bio (observe: would fail).
  */
 static __always_inline int iof_apply(struct bio *bio, const int probe, const int dedupe,
 				     const int enforce)
@@ -273,8 +290,7 @@ static __always_inline int iof_apply(struct bio *bio, const int probe, const int
 		return IOF_NO_MATCH; /* the common case on a filtered disk: nowhere near a range */
 	if (io.nr_sectors && !iof_candidates(slot, io.sector, last))
 		return IOF_NO_MATCH; /* between ranges: one descent per layer, nothing else */
-	if (dedupe && bio_chain_bit >= 0 &&
-	    (IOF_RD(probe, bio, bi_flags) & (1u << (bio_chain_bit & 15)))) {
+	if (dedupe && iof_resubmitted(bio, probe)) {
 		seen = bpf_map_lookup_elem(&iof_seen, &key);
 		if (seen && seen->disk.major == io.disk.major &&
 		    seen->disk.minor == io.disk.minor && seen->first < io.sector &&

@@ -141,8 +141,8 @@ struct iof_fstats {
 	__u64 tickets;       /* max-failures tickets taken (atomic fetch-add) */
 	__u64 flush_matched; /* empty flushes matched by device (counted on its flush ranges) */
 	__u64 flush_failed;
-	__u64 ev_window;  /* rate limit: start of the current one-second window, ns */
-	__u64 ev_count;   /* events emitted in that window */
+	__u64 ev_window;  /* rate limit: second of CLOCK_BOOTTIME << 32 | events emitted in it */
+	__u64 ev_count;   /* unused (the count moved into ev_window), kept for the layout */
 	__u64 ev_dropped; /* events over the rate limit or without ring buffer room */
 };
 

@@ -182,6 +182,7 @@ KernelFacts read_facts() {
   if (struct btf *vmlinux = btf__load_vmlinux_btf()) {
     k.bio_remapped_bit = enum_value(vmlinux, "BIO_REMAPPED");
     k.bio_chain_bit = enum_value(vmlinux, "BIO_CHAIN");
+    k.bio_trace_bit = enum_value(vmlinux, "BIO_TRACE_COMPLETION");
     k.tp_queue_args = tp_args(vmlinux, "block_bio_queue");
     // struct bpf_perf_link: 5.15 (commit b89fbfbb854c "bpf: Implement minimal BPF perf link")
     k.perf_link = btf__find_by_name_kind(vmlinux, "bpf_perf_link", BTF_KIND_STRUCT) > 0;

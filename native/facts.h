@@ -17,6 +17,7 @@ struct KernelFacts {
   bool btf = false;
   int bio_remapped_bit = -1; // BIO_REMAPPED (5.11+), -1 when absent
   int bio_chain_bit = -1;    // BIO_CHAIN
+  int bio_trace_bit = -1;    // BIO_TRACE_COMPLETION
   int tp_queue_args = 0;     // block_bio_queue's arguments: 1 (bio), 2 (q, bio), 0 unknown
   bool fetch_atomics = false;
   bool perf_link = false;        // BPF perf links (5.15+): pinnable kprobe links

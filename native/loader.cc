@@ -2,6 +2,7 @@
 // become the reason a mode is unavailable.
 #include "loader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -147,6 +148,7 @@ static void open_skel(Loaded &l, Skel *(*open)(), void (*destroy)(Skel *), const
   auto *ro = skel->rodata;
   ro->bio_remapped_bit = k.bio_remapped_bit;
   ro->bio_chain_bit = k.bio_chain_bit;
+  ro->bio_trace_bit = k.bio_trace_bit;
   ro->iof_index_mask = s.buckets() - 1;
   ro->iof_test_dead = test_dead;
   bpf_map__set_max_entries(skel->maps.iof_index, s.buckets());
@@ -156,6 +158,12 @@ static void open_skel(Loaded &l, Skel *(*open)(), void (*destroy)(Skel *), const
   bpf_map__set_max_entries(skel->maps.iof_nodes, s.node_slots());
   bpf_map__set_max_entries(skel->maps.iof_fstats, s.filter_slots());
   bpf_map__set_max_entries(skel->maps.iof_meta, s.filter_slots());
+  // iof_seen (an LRU) keeps up to ~256 free or just-inserted records per CPU out of its
+  // global list, where eviction happens: 512 per CPU leaves at least half of them
+  // there, so a record is evicted only after that many newer ones, not while its
+  // bio's split remainder is being resubmitted
+  int ncpus = libbpf_num_possible_cpus();
+  bpf_map__set_max_entries(skel->maps.iof_seen, std::max(4096u, 512u * uint32_t(ncpus > 0 ? ncpus : 1)));
 }
 
 void load(Loaded &l, const Hook &h, const KernelFacts &k, const Sizes &s, bool test_dead) {
