@@ -87,17 +87,25 @@ export class Guest {
     return Math.round(Number((await this.vm.sh('cut -d" " -f1 /proc/uptime')).trim()) * 1000);
   }
 
+  /**
+   * Waits, on the guest's own timeline, until the agent just started logs "serving" (or
+   * exits), then asks it over a fresh channel: a channel that tried while the guest was
+   * still booting node sits in gRPC's reconnect backoff (up to 120 s), however soon
+   * the agent then listens, so polling through it fails on a slow or loaded emulator.
+   */
   async waitForAgent(): Promise<StatusResponse__Output> {
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      try {
-        return await this.client.status();
-      } catch (e) {
-        if (Date.now() > deadline)
-          throw new Error(`agent did not answer: ${(e as Error).message}\n${(await this.vm.exec('tail -20 /dev/shm/iofilter-agent.log')).stdout}`);
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    }
+    const pid = this.agentPid;
+    const waited = await this.vm.exec(
+      `for t in $(seq 6000); do grep -q '"pid":${pid},.*"msg":"serving"' /dev/shm/iofilter-agent.log && exit 0; kill -0 ${pid} 2>/dev/null || exit 3; sleep 0.1; done; exit 4`,
+      660_000,
+    );
+    if (waited.code !== 0)
+      throw new Error(
+        `agent ${pid} ${waited.code === 3 ? 'exited' : 'did not log "serving" in 600 s of guest time'}:\n${(await this.vm.exec('tail -20 /dev/shm/iofilter-agent.log')).stdout}`,
+      );
+    this.client?.close();
+    this.client = new IoFilterClient(this.vm.agentAddress, { timeoutMs: 60_000 });
+    return this.client.status();
   }
 
   async startAgent(args: string[] = ['--attach', 'none'], env = ''): Promise<StatusResponse__Output> {
