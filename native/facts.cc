@@ -37,7 +37,8 @@ bool KernelFacts::config_missing(const char *opt) const {
   return !config.empty() && (it == config.end() || it->second == "n");
 }
 
-// CONFIG_* of the running kernel, from /proc/config.gz or /boot/config-<release>.
+// CONFIG_* of the running kernel, from /proc/config.gz, /boot/config-<release> or, where
+// Debian's 7.x packages put it (nothing in /boot), /lib/modules/<release>/config.
 static std::map<std::string, std::string> kconfig(const std::string &release) {
   std::map<std::string, std::string> out;
   std::string text;
@@ -50,6 +51,8 @@ static std::map<std::string, std::string> kconfig(const std::string &release) {
   }
   if (text.empty())
     text = read_file("/boot/config-" + release);
+  if (text.empty())
+    text = read_file("/lib/modules/" + release + "/config");
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
