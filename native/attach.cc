@@ -44,20 +44,27 @@ static std::string no_should_fail_bio() {
 }
 
 // A sentence on why hook `h` is unavailable, from the error and what the kernel tells.
+// What the kernel was built without comes first (it rules the mode out whatever the
+// function), then what it has instead of should_fail_bio (Debian's 6.1: no error
+// injection, and only a compiler clone; trixie's 6.12: neither).
 static std::string why_not(const Hook &h, const Error &e, const KernelFacts &k) {
   bool on_should_fail_bio = strstr(h.section, "should_fail_bio") != nullptr;
-  if (on_should_fail_bio && !has_symbol("should_fail_bio"))
-    return no_should_fail_bio();
+  std::string absent = on_should_fail_bio && !has_symbol("should_fail_bio") ? no_should_fail_bio() : "";
+  std::string built;
   if (!strcmp(h.mode, "fmod_ret") && k.config_missing("CONFIG_FUNCTION_ERROR_INJECTION"))
-    return "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio's return value cannot be modified";
+    built = "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio's return value cannot be modified";
   if (!strcmp(h.mode, "kprobe")) {
     if (k.config_off("CONFIG_KPROBES") || access("/sys/bus/event_source/devices/kprobe", F_OK) != 0)
-      return "kprobes unavailable: kernel built without CONFIG_KPROBES";
-    if (k.config_missing("CONFIG_BPF_KPROBE_OVERRIDE"))
-      return "kernel built without CONFIG_BPF_KPROBE_OVERRIDE (no bpf_override_return)";
-    if (k.config_missing("CONFIG_FUNCTION_ERROR_INJECTION"))
-      return "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio cannot be overridden";
+      built = "kprobes unavailable: kernel built without CONFIG_KPROBES";
+    else if (k.config_missing("CONFIG_BPF_KPROBE_OVERRIDE"))
+      built = "kernel built without CONFIG_BPF_KPROBE_OVERRIDE (no bpf_override_return)";
+    else if (k.config_missing("CONFIG_FUNCTION_ERROR_INJECTION"))
+      built = "kernel built without CONFIG_FUNCTION_ERROR_INJECTION: should_fail_bio cannot be overridden";
   }
+  if (!built.empty())
+    return absent.empty() ? built : built + "; besides, " + absent;
+  if (!absent.empty())
+    return absent;
   if (e.err == EPERM && k.lockdown != "none" && k.lockdown != "unknown")
     return std::string(h.section) + " refused by kernel lockdown (" + k.lockdown + "): " + e.what();
   return e.what();
