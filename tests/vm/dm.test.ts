@@ -40,6 +40,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     // two segments, the first at an offset, as LVM lays out an LV over two PVs
     await g.vm.sh(`printf '0 ${SEG} linear ${a} 2048\\n${SEG} ${SEG} linear ${b} 0\\n' | ${DM} create ${NAME}`);
     original = await g.vm.sh(`${DM} table ${NAME}`);
+    await g.vm.sh('mkdir -p /sys/fs/cgroup/ioftest');
     expect(original.split('\n')).toHaveLength(2);
     // a known pattern over the whole device, kept as the expected content
     await g.vm.sh(`head -c ${SEG * 2 * 512} /dev/urandom > /dev/shm/expect && dd if=/dev/shm/expect of=${LV} bs=1M oflag=direct status=none`);
@@ -69,7 +70,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     );
     const f = await g.client.setFilter({ device: LV, ranges: [{ start: 1000, end: 1999, ops: [...W] }, { start: SEG - 8, end: SEG + 7, ops: [...W] }], ttlMs: 600_000 });
     expect(f).toMatchObject({ backend: 'BACKEND_DM', dm: { name: NAME, originalTable: original + '\n' }, notCounted: expect.stringMatching(/^not counted/) });
-    expect(await table()).toMatch(/^1000 1000 flakey \S+ 3048 0 1 1 error_writes$/m);
+    expect(await table()).toMatch(/^1000 1000 flakey \S+ 3048 0 1 1 error_writes\s*$/m);
     expect(await g.io(LV, 'write', 1000, 1)).toBe('EIO');
     expect(await g.io(LV, 'write', 1999, 1)).toBe('EIO');
     expect(await g.io(LV, 'write', SEG - 1, 2)).toBe('EIO'); // spans the boundary
@@ -119,7 +120,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
   describe('refusals: a clear error, the table unchanged', () => {
     const cases: [string, object, RegExp][] = [
       ['probability', { ranges: [{ start: 0, end: 9, ops: [...RW] }], probability: 0.5 }, /probability 0.5: a dm error segment fails every I\/O/],
-      ['cgroup scope', { ranges: [{ start: 0, end: 9, ops: [...RW] }], cgroupPath: '/' }, /cgroup scope: a dm table fails every I\/O/],
+      ['cgroup scope', { ranges: [{ start: 0, end: 9, ops: [...RW] }], cgroupPath: '/ioftest' }, /cgroup scope: a dm table fails every I\/O/],
       ['max failures', { ranges: [{ start: 0, end: 9, ops: [...RW] }], maxFailures: 2 }, /max_failures/],
       ['write alone', { ranges: [{ start: 0, end: 9, ops: ['OP_WRITE'] }] }, /ops write: no device-mapper target fails exactly these/],
       ['flush alone', { wholeDeviceOps: ['OP_FLUSH'] }, /ops flush: no device-mapper target/],
@@ -130,15 +131,17 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
       expect((await g.client.status()).filters).toEqual([]);
     });
 
-    test('a non-linear target (zero): refused naming it; auto says what would work', async () => {
-      await g.vm.sh(`printf '0 2048 zero\\n' | ${DM} create iof-zero`);
+    test('a non-linear target (striped): refused naming it and the devices below; auto says what would work', async () => {
+      // beyond the sectors the LV uses on both loop devices
+      await g.vm.sh(`printf '0 2048 striped 2 8 ${g.disk} 100000 ${g.other} 100000\\n' | ${DM} create iof-str`);
       try {
-        const before = await g.vm.sh(`${DM} table iof-zero`);
-        const r = await refusalOf(g.client.setFilter({ device: '/dev/mapper/iof-zero', wholeDeviceOps: [...RW], ttlMs: 60_000 }));
-        expect(r.details).toMatch(/no backend can fail I\/O on dm-\d+ exactly as asked: bpf: not attached.*dm: dm device iof-zero maps sectors 0-2047 with target "zero".*What would work/);
-        expect(await g.vm.sh(`${DM} table iof-zero`)).toBe(before);
+        const before = await g.vm.sh(`${DM} table iof-str`);
+        const r = await refusalOf(g.client.setFilter({ device: '/dev/mapper/iof-str', wholeDeviceOps: [...RW], ttlMs: 60_000 }));
+        expect(r.code).toBe(grpc.status.FAILED_PRECONDITION);
+        expect(r.details).toMatch(/no backend can fail I\/O on dm-\d+ exactly as asked: bpf: not attached.*dm: dm device iof-str maps sectors 0-2047 with target "striped".*device below it \(\/dev\/loop\d+, \/dev\/loop\d+\) could be faulted instead.*What would work/);
+        expect(await g.vm.sh(`${DM} table iof-str`)).toBe(before);
       } finally {
-        await g.vm.sh(`${DM} remove iof-zero`);
+        await g.vm.sh(`${DM} remove iof-str`);
       }
     });
 
@@ -149,7 +152,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
   });
 
   test('TTL with the agent SIGKILLed: the watchdog restores the table at the deadline, by the guest clock', async () => {
-    const ttl = 8000;
+    const ttl = 15_000;
     const t0 = await g.uptimeMs();
     await g.client.setFilter({ device: LV, ranges: [{ start: 1000, end: 1999, ops: [...W] }], ttlMs: ttl });
     const t1 = await g.uptimeMs();
@@ -157,7 +160,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     expect(await g.io(LV, 'write', 1500, 1)).toBe('EIO'); // still in force with the agent gone
     // wait in the guest until the table is the original again, then read the clock
     const end = Number(
-      await g.vm.sh(`for t in $(seq 1200); do [ "$(${DM} table ${NAME})" = "${original.replace(/\n/g, '\n')}" ] && break; sleep 0.05; done; cut -d" " -f1 /proc/uptime`, 300_000),
+      await g.vm.sh(`for t in $(seq 1200); do [ "$(${DM} table ${NAME})" = "${original}" ] && break; sleep 0.05; done; cut -d" " -f1 /proc/uptime`, 300_000),
     ) * 1000;
     expect(await table()).toBe(original);
     expect(end).toBeGreaterThanOrEqual(t0 + ttl);
