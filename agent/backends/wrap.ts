@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WrappedDevice } from '../../proto/gen/iofilter/v1/WrappedDevice';
-import { resolveDevice, splitDev } from '../devices';
+import { resolveDevice } from '../devices';
 import { invalid, precondition } from '../errors';
-import { mounts } from '../protect';
+import { activeSwaps, mounts } from '../protect';
 import { deviceRef } from '../wire';
 import type { Dmsetup } from './dm/dmsetup';
 import type { StateDir, Wrapped } from './dm/state';
@@ -26,19 +26,7 @@ export function inUse(devno: string, sysfs = '/sys', mountinfo = '/proc/self/mou
     const holders = fs.existsSync(path.join(d, 'holders')) ? fs.readdirSync(path.join(d, 'holders')) : [];
     if (holders.length) return `${path.basename(d)} is held by ${holders.join(', ')}`;
   }
-  if (fs.existsSync(swaps)) {
-    for (const line of fs.readFileSync(swaps, 'utf8').split('\n').slice(1)) {
-      const f = line.split(/\s+/)[0];
-      if (!f?.startsWith('/dev/')) continue;
-      try {
-        const d = splitDev(fs.statSync(f, { bigint: true }).rdev);
-        const n = `${d.major}:${d.minor}`;
-        if (nums.has(n)) return `${nums.get(n)} is active swap`;
-      } catch {
-        /* gone */
-      }
-    }
-  }
+  for (const sw of activeSwaps(swaps)) if (nums.has(sw.dev)) return `${nums.get(sw.dev)} is active swap (${sw.file})`;
   return null;
 }
 
