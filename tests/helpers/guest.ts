@@ -46,7 +46,12 @@ export class Guest {
       const start = Number(await g.vm.sh(`for t in $(seq 50); do [ -e /sys/class/block/${name}/start ] && break; sleep 0.1; done; cat /sys/class/block/${name}/start`));
       g.parts.push({ path: `/dev/${name}`, start });
     }
-    await g.startAgent(agentArgs);
+    try {
+      await g.startAgent(agentArgs);
+    } catch (e) {
+      await g.shutdown(); // else the VM runs on until its own timeout
+      throw e;
+    }
     return g;
   }
 
@@ -79,7 +84,8 @@ export class Guest {
   }
 
   async waitForAgent(): Promise<StatusResponse__Output> {
-    const deadline = Date.now() + 120_000;
+    // TCG on a loaded machine: the agent's start can take minutes (IOFILTER_VM_AGENT_WAIT_MS)
+    const deadline = Date.now() + Number(process.env.IOFILTER_VM_AGENT_WAIT_MS || 120_000);
     for (;;) {
       try {
         return await this.client.status();

@@ -12,6 +12,7 @@ import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 
 const d = describeIf(vmUnavailableReason());
+jest.setTimeout(900_000); // TCG on a loaded machine: one guest command can take seconds
 
 /** The gRPC error a call ends with; fails the test if it succeeds. */
 async function refusalOf(p: Promise<unknown>): Promise<{ code: number; details: string }> {
@@ -44,7 +45,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     expect(original.split('\n')).toHaveLength(2);
     // a known pattern over the whole device, kept as the expected content
     await g.vm.sh(`head -c ${SEG * 2 * 512} /dev/urandom > /dev/shm/expect && dd if=/dev/shm/expect of=${LV} bs=1M oflag=direct status=none`);
-  }, 600_000);
+  }, 900_000);
 
   afterAll(async () => {
     await g?.shutdown();
@@ -171,7 +172,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     expect(await g.vm.exec(`for t in $(seq 300); do pgrep -f '[w]atchdog.js' >/dev/null || exit 0; sleep 0.1; done; exit 1`)).toMatchObject({ code: 0 });
     await g.vm.sh(`dd if=/dev/zero of=/dev/shm/expect bs=512 count=1 seek=1500 conv=notrunc status=none`);
     await g.startAgent(AGENT);
-  }, 600_000);
+  }, 900_000);
 
   test('agent and watchdog both killed: the next agent restores the expired fault before it serves', async () => {
     const ttl = 4000;
@@ -185,7 +186,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     await g.startAgent(AGENT); // returns once the agent answers Status
     expect(await table()).toBe(original);
     expect((await g.client.status()).filters).toEqual([]);
-  }, 600_000);
+  }, 900_000);
 
   test('wrap: a raw loop device becomes /dev/mapper/iofilter-NAME; faulted by auto; unwrap refused while faulted, then removes it', async () => {
     const w = await g.client.wrap(g.parts[1].path, 'p2');
@@ -200,5 +201,5 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     expect(await g.client.unwrap('p2')).toEqual({ existed: true });
     expect(await g.vm.exec(`${DM} info iofilter-p2`)).toMatchObject({ code: 1 });
     expect((await g.client.status()).wrapped).toEqual([]);
-  }, 600_000);
+  }, 900_000);
 });
