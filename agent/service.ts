@@ -64,7 +64,7 @@ export class IoFilterCore {
     private readonly cgroups = new CgroupResolver(),
     backendDeps?: Partial<BackendDeps>,
   ) {
-    this.backends = new Backends(cfg, log, { locker: (d) => kernel.lock(d), sysfs, ...backendDeps });
+    this.backends = new Backends(cfg, log, { sysfs, ...backendDeps });
   }
 
   // Every change of the attached handle is told to the listeners (Watch follows it).

@@ -6,10 +6,9 @@
 // kernel drops the lock, the watchdog takes it and restores each fault at its
 // deadline with the agent's own restore code, then exits once no fault is left. A
 // restarting agent tells it to stop (SIGTERM) and takes over.
-import * as native from '../native';
 import { DmBackend } from './backends/dm/backend';
 import { Dmsetup, realExec } from './backends/dm/dmsetup';
-import { OwnerLock, tryOwner } from './backends/dm/lock';
+import { flockLocker, OwnerLock } from './backends/dm/lock';
 import { StateDir, systemClock } from './backends/dm/state';
 import { createLogger } from './log';
 import * as os from 'node:os';
@@ -41,7 +40,7 @@ async function main(): Promise<void> {
     if (stopping) quit('asked to stop (an agent takes over)');
     if (!lock) {
       if (!state.faults().some((f) => f.deadline)) quit('no fault with a deadline left');
-      const r = tryOwner(stateDir, (d) => native.lock(d));
+      const r = await flockLocker(stateDir);
       if ('lock' in r) {
         lock = r.lock;
         log.info('state dir taken: the agent is gone, holding the deadlines');

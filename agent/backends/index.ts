@@ -15,7 +15,7 @@ import { invalid, precondition } from '../errors';
 import type { Logger } from '../log';
 import { DmBackend } from './dm/backend';
 import { Dmsetup, realExec } from './dm/dmsetup';
-import { isWatchdog, Locker, OwnerLock, tryOwner } from './dm/lock';
+import { flockLocker, isWatchdog, Locker, OwnerLock } from './dm/lock';
 import { Clock, DM_ID_BASE, StateDir, systemClock } from './dm/state';
 import { backendFromWire, BackendName } from './types';
 import { Wrapper } from './wrap';
@@ -25,7 +25,8 @@ export interface BackendDeps {
   clock?: Clock;
   release?: string;
   sysfs?: string;
-  locker: Locker;
+  /** Default: flock(1) on <stateDir>/owner/lock. */
+  locker?: Locker;
   /** Starts the watchdog (tests substitute); default: dist/agent/watchdog.js, detached. */
   spawnWatchdog?: (stateDir: string) => number;
 }
@@ -80,7 +81,7 @@ export class Backends {
     if (this.lock) return;
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const r = tryOwner(this.cfg.stateDir, this.deps.locker);
+      const r = await (this.deps.locker ?? flockLocker)(this.cfg.stateDir);
       if ('lock' in r) {
         this.lock = r.lock;
         return;
