@@ -19,6 +19,8 @@ export interface FakeDev {
 export class FakeDm {
   devs = new Map<string, FakeDev>();
   calls: string[][] = [];
+  /** Called with each argv before it runs (tests look at the state dir at that moment). */
+  beforeCall?: (args: string[]) => void;
   /** Throw on the next call whose argv starts with this verb. */
   failNext: Partial<Record<string, DmsetupError>> = {};
   readonly sysfs = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-dm-sysfs-'));
@@ -52,6 +54,7 @@ export class FakeDm {
 
   exec: DmExec = async (args, { input }) => {
     this.calls.push(args);
+    this.beforeCall?.(args);
     const fail = this.failNext[args[0]];
     if (fail) {
       delete this.failNext[args[0]];

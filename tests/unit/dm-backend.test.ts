@@ -55,7 +55,10 @@ test('set then delete: load, suspend --nolockfs, resume; the table after delete 
   const { fake, dm, dev, state, faults } = setup();
   await dm.probe();
   fake.calls = [];
+  const persisted: boolean[] = [];
+  fake.beforeCall = (args) => args[0] === 'load' && persisted.push(state.fault('vg-lv') !== null);
   const f = await setOn(dm, spec(dev, [{ start: 2000n, end: 2099n, ops: W }]));
+  expect(persisted).toEqual([true]); // the state is on disk before the table is loaded
   expect(fake.calls.map((c) => c.join(' '))).toEqual(['table vg-lv', 'load vg-lv', 'suspend --nolockfs vg-lv', 'resume vg-lv']);
   expect(live(fake)).toBe('0 2000 linear 7:0 100\n2000 48 flakey 7:0 2100 0 1 1 error_writes\n2048 52 flakey 7:1 0 0 1 1 error_writes\n2100 972 linear 7:1 52\n');
   expect(f).toMatchObject({ backend: 'BACKEND_DM', id: DM_ID_BASE, dm: { name: 'vg-lv', originalTable: ORIGINAL, table: live(fake) }, notCounted: expect.stringMatching(/^not counted/), hasExpiry: true, remainingMs: '60000' });
