@@ -149,5 +149,3 @@ export const normalize = (t: string) =>
     .filter(Boolean)
     .join('\n');
 
-/** The underlying devices (MAJ:MIN as the table names them) of a linear table. */
-export const devicesOf = (segs: Segment[]) => [...new Set(segs.filter((s) => s.target === 'linear').map((s) => s.args[0]))];
