@@ -4,7 +4,9 @@
 // flakey segments with I/O running elsewhere, the table byte-identical after delete
 // and no data changed outside the faulted ranges, a TTL that ends at its deadline with
 // the agent SIGKILLed (the watchdog restores), the restart path with agent and watchdog
-// both killed, and each refusal leaving the table as it was.
+// both killed, ext4 on a wrapped device under a write fault (EIO to the filesystem;
+// after delete and remount the synced file is unchanged and fsck is clean), wrap and
+// unwrap, and each refusal leaving the table as it was.
 import * as grpc from '@grpc/grpc-js';
 import { kernelVersion } from '../../agent/backends/dm/table';
 import { Guest, KERNEL } from '../helpers/guest';
@@ -203,5 +205,30 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
     expect(await g.client.unwrap('p2')).toEqual({ existed: true });
     expect(await g.vm.exec(`${DM} info iofilter-p2`)).toMatchObject({ code: 1 });
     expect((await g.client.status()).wrapped).toEqual([]);
+  }, 900_000);
+
+  test('ext4 on a wrapped device under a write filter: the filesystem reports EIO; after delete, fsck is clean and synced files read back unchanged', async () => {
+    const dev = '/dev/mapper/iofilter-fs';
+    await g.client.wrap(g.parts[0].path, 'fs');
+    try {
+      await g.vm.sh(`mkfs.ext4 -q -F ${dev} && mkdir -p /mnt/ioffs && mount ${dev} /mnt/ioffs`);
+      await g.vm.sh('head -c 262144 /dev/urandom > /mnt/ioffs/keep && sync && md5sum /mnt/ioffs/keep > /dev/shm/keep.md5');
+      await g.client.setFilter({ device: dev, wholeDeviceOps: [...W], ttlMs: 600_000 });
+      const w = await g.vm.exec('dd if=/dev/urandom of=/mnt/ioffs/new bs=64k count=4 conv=fsync status=none');
+      expect(w.code).not.toBe(0);
+      expect(w.stderr).toMatch(/Input\/output error/);
+      expect((await g.client.deleteFilter(dev)).existed).toBe(true);
+      // remount (replays the journal), the synced file reads back unchanged, then fsck
+      await g.vm.sh('umount /mnt/ioffs');
+      await g.vm.sh(`mount ${dev} /mnt/ioffs && md5sum -c /dev/shm/keep.md5 && umount /mnt/ioffs`);
+      const fsck = await g.vm.exec(`fsck.ext4 -f -n ${dev}`);
+      console.log(`ext4 after a write fault: fsck exit ${fsck.code}\n${fsck.stdout}${fsck.stderr}`);
+      expect(fsck.code).toBe(0);
+      expect(fsck.stdout + fsck.stderr).not.toMatch(/Fix\?|skipping journal recovery/);
+    } finally {
+      await g.vm.exec('umount /mnt/ioffs 2>/dev/null');
+      await g.client.clearFilters();
+      await g.client.unwrap('fs');
+    }
   }, 900_000);
 });
