@@ -10,6 +10,8 @@ export type Role = 'viewer' | 'operator';
 export interface AgentConfig {
   listen: string; // host:port, [v6]:port or unix:/path
   pinDir: string;
+  /** Where backends that the kernel does not expire (dm) persist faults and wrapped devices. */
+  stateDir: string;
   attach: AttachOnStart;
   maxDisks: number;
   logLevel: string;
@@ -29,6 +31,7 @@ export interface AgentConfig {
 export const DEFAULTS: AgentConfig = {
   listen: '127.0.0.1:50051',
   pinDir: DEFAULT_PIN_DIR,
+  stateDir: '/var/lib/iofilter',
   attach: 'auto',
   maxDisks: 1024,
   logLevel: 'info',
@@ -78,6 +81,10 @@ const object = (shape: Shape, required: string[] = []) => (v: unknown, at: strin
 const SCHEMA = object({
   listen: str,
   pinDir: str,
+  stateDir: (v, at) => {
+    if (typeof v !== 'string' || !v.startsWith('/')) throw new ConfigError(`${at} must be an absolute path`);
+    return v;
+  },
   attach: oneOf(ATTACH),
   maxDisks: int(1, 1 << 20),
   logLevel: oneOf(LEVELS),

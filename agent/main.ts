@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     .option('--config <file>', 'JSON config file (flags override it)')
     .option('--listen <addr>', 'host:port, [v6]:port or unix:/path (default 127.0.0.1:50051)')
     .option('--pin-dir <dir>', 'bpffs directory for the pinned program and maps (default /sys/fs/bpf/iofilter)')
+    .option('--state-dir <dir>', 'where dm faults and wrapped devices are persisted (default /var/lib/iofilter)')
     .option('--attach <mode>', 'on start: auto | fmod_ret | kprobe | observe | none (default auto)')
     .option('--max-disks <n>', 'disks the filter map can hold (default 1024)', int)
     .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent')
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
     cfg = resolveConfig(file, {
       listen: o.listen,
       pinDir: o.pinDir,
+      stateDir: o.stateDir,
       attach: o.attach,
       maxDisks: o.maxDisks,
       logLevel: o.logLevel,

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as native from '../native';
-import { DeviceInfo, resolveDevice } from './devices';
+import { DeviceInfo, resolveDevice, splitDev } from './devices';
 import { precondition } from './errors';
 
 export interface Extent {
@@ -63,7 +63,25 @@ function withSlaves(devno: string, seen = new Set<string>()): string[] {
   return out;
 }
 
-/** Extents that must not be filtered: / and the agent's own files, minus `allow`. */
+/** Swap devices in use (/proc/swaps), as MAJ:MIN; swap files give their filesystem's device. */
+export function activeSwaps(swaps = '/proc/swaps'): { dev: string; file: string }[] {
+  if (!fs.existsSync(swaps)) return [];
+  const out: { dev: string; file: string }[] = [];
+  for (const line of fs.readFileSync(swaps, 'utf8').split('\n').slice(1)) {
+    const file = line.split(/\s+/)[0];
+    if (!file) continue;
+    try {
+      const st = fs.statSync(file.replace(/\\040/g, ' '), { bigint: true });
+      const d = splitDev(st.isBlockDevice() ? st.rdev : st.dev);
+      out.push({ dev: `${d.major}:${d.minor}`, file });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** Extents that must not be filtered: /, /boot, active swap and the agent's own files (its state dir too), minus `allow`; dm and md stacks down to their disks. */
 export function protectedExtents(ownFiles: string[], allow: string[]): Extent[] {
   const all = mounts();
   const allowed = new Set(allow.map((a) => {
@@ -71,11 +89,16 @@ export function protectedExtents(ownFiles: string[], allow: string[]): Extent[] 
     return `${d.major}:${d.minor}`;
   }));
   const out = new Map<string, Extent>();
-  const targets: [string, string][] = [['/', 'holds /'], ...ownFiles.map((f): [string, string] => [path.resolve(f), `holds the agent's files (${f})`])];
+  const targets: [string, string][] = [['/', 'holds /'], ['/boot', 'holds /boot'], ...ownFiles.map((f): [string, string] => [path.resolve(f), `holds the agent's files (${f})`])];
+  const sources: { dev: string; why: string; m: Mount }[] = [];
   for (const [file, why] of targets) {
     const m = mountOf(file, all);
-    if (!m || m.dev.startsWith('0:')) continue; // not on a block device (tmpfs, 9p, overlay)
-    for (const devno of withSlaves(m.dev)) {
+    if (m) sources.push({ dev: m.dev, why, m });
+  }
+  for (const s of activeSwaps()) sources.push({ dev: s.dev, why: 'is active swap', m: { dev: s.dev, mountPoint: '[swap]', fsType: 'swap', source: s.file } });
+  for (const { dev, why, m } of sources) {
+    if (dev.startsWith('0:')) continue; // not on a block device (tmpfs, 9p, overlay)
+    for (const devno of withSlaves(dev)) {
       if (allowed.has(devno) || out.has(devno)) continue;
       let d: DeviceInfo;
       try {

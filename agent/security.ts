@@ -10,7 +10,7 @@ import { ConfigError } from './config';
 /** Methods a viewer may call; everything else needs an operator. */
 const VIEWER_METHODS = new Set(['Status', 'Watch']);
 /** Methods that change state and so are audited. */
-export const MUTATIONS = new Set(['Attach', 'Detach', 'SetFilter', 'DeleteFilter', 'ClearFilters']);
+export const MUTATIONS = new Set(['Attach', 'Detach', 'SetFilter', 'DeleteFilter', 'ClearFilters', 'Wrap', 'Unwrap']);
 
 export function isLoopback(listen: string): boolean {
   if (listen.startsWith('unix:')) return true;

@@ -120,7 +120,7 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
   const creds = serverCredentials(cfg);
   const auth = new Authenticator(cfg);
   const audit = new AuditLog(cfg.auditLog);
-  const ownFiles = [__dirname, process.execPath, ...(cfg.auditLog ? [cfg.auditLog] : [])];
+  const ownFiles = [__dirname, process.execPath, cfg.stateDir, ...(cfg.auditLog ? [cfg.auditLog] : [])];
   const core = new IoFilterCore(cfg, log, kernel, ownFiles, sysfs, cgroups);
   const { hub, metrics } = eventsAndMetrics(cfg, core, log, sysfs);
   await core.start();
@@ -139,6 +139,8 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     Status: unary(() => core.status()),
     ClearFilters: unary(() => core.clearFilters()),
     Watch: (call) => serveWatch(hub, call, sysfs),
+    Wrap: unary((req) => core.wrap(req.device, req.name)),
+    Unwrap: unary((req) => core.unwrap(req.name)),
   };
   server.addService(grpcObj.iofilter.v1.IoFilterService.service, handlers);
   new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' }).addToServer(server);

@@ -14,6 +14,9 @@ import type { Filter } from '../proto/gen/iofilter/v1/Filter';
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { SetFilterResponse } from '../proto/gen/iofilter/v1/SetFilterResponse';
 import type { StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
+import type { WrapResponse } from '../proto/gen/iofilter/v1/WrapResponse';
+import type { UnwrapResponse } from '../proto/gen/iofilter/v1/UnwrapResponse';
+import { Backends, BackendDeps, BpfView } from './backends';
 import { CgroupResolver } from './cgroup';
 import type { AgentConfig } from './config';
 import { DeviceInfo, parseDevNumbers, resolveDevice } from './devices';
@@ -48,6 +51,8 @@ export class IoFilterCore {
   private extents: Extent[] = [];
   private pinLock: native.PinDirLock | null = null;
   private media!: Media;
+  /** Backends beside bpf (dm); see the "Backends" methods at the end. */
+  readonly backends: Backends;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -59,7 +64,9 @@ export class IoFilterCore {
     private readonly sysfs = '/sys',
     /** Where cgroup scopes are resolved (tests point it at a fake tree). */
     private readonly cgroups = new CgroupResolver(),
+    backendDeps?: Partial<BackendDeps>,
   ) {
+    this.backends = new Backends(cfg, log, { sysfs, ...backendDeps });
     this.media = new Media(sysfs);
   }
 
@@ -106,6 +113,7 @@ export class IoFilterCore {
         this.log.warn({ err: this.attachError }, `not attached: attach mode ${this.cfg.attach} failed; serving unattached (Attach can retry)`);
       }
     }
+    await this.backends.start(); // restores dm faults that expired while no agent ran, before serving
     this.reaper = setInterval(() => this.reap(), 1000);
     this.reaper.unref();
   }
@@ -118,7 +126,8 @@ export class IoFilterCore {
     this.filterer = null;
     this.pinLock?.release();
     this.pinLock = null;
-    return n;
+    this.backends.close();
+    return n + this.backends.dm.list().length;
   }
 
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -132,6 +141,7 @@ export class IoFilterCore {
       const n = this.filterer?.reapExpired() ?? 0;
       if (n) this.log.info({ removed: n }, 'removed expired filters (the kernel had already stopped enforcing them)');
       this.reapMoved();
+      return this.backends.restoreExpired();
     }).catch((e) => this.log.error({ err: e.message }, 'reaping expired filters failed'));
   }
 
@@ -187,7 +197,8 @@ export class IoFilterCore {
 
   detach(): Promise<DetachResponse> {
     return this.serial(async () => {
-      if (!this.filterer) return { wasAttached: false, filtersRemoved: 0 };
+      const dm = await this.backends.clear();
+      if (!this.filterer) return { wasAttached: false, filtersRemoved: dm };
       const n = this.filterer.listFilters().length;
       const f = this.filterer;
       this.filterer = null;
@@ -197,7 +208,7 @@ export class IoFilterCore {
         throw fromNative(e, 'detach');
       }
       this.log.info({ filtersRemoved: n }, 'detached: program unpinned, all filters gone');
-      return { wasAttached: true, filtersRemoved: n };
+      return { wasAttached: true, filtersRemoved: n + dm };
     });
   }
 
@@ -205,13 +216,14 @@ export class IoFilterCore {
     // a file (set --file) is resolved to its device and extents before the queue: FIEMAP may wait for writeback
     const file = requestedFile(req);
     const fromFile = file ? await resolveFile(file, { fileExtents: (p, max) => this.kernel.fileExtents(p, max), maxRanges: this.kernel.limits().maxRangesPerFilter, sysfs: this.sysfs }) : null;
-    return this.serial(() => {
-      const f = this.attached();
+    return this.serial(async () => {
       const dev = fromFile?.dev ?? resolveDevice(req.device, this.sysfs);
       const { cgroup, warnings } = this.scope(req);
       const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup);
       if (file) spec.meta = { ...spec.meta, file };
       checkProtected(spec, dev, this.extents);
+      if ((await this.backends.choose(req.backend, spec, dev, this.bpfView())) === 'dm') return { filter: await this.backends.dm.set(spec, dev), warnings };
+      const f = this.attached();
       let info: native.FilterInfo;
       try {
         info = f.putFilter(spec);
@@ -235,7 +247,9 @@ export class IoFilterCore {
   }
 
   deleteFilter(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse> {
-    return this.serial(() => {
+    return this.serial(async () => {
+      const viaDm = await this.deleteOnBackends(req);
+      if (viaDm) return viaDm;
       const f = this.attached();
       const t = deleteTarget(req);
       if ('id' in t) {
@@ -263,11 +277,12 @@ export class IoFilterCore {
 
   /** Deletes every filter on this host (`iofilterctl halt`); idempotent. Not attached: nothing is in force. */
   clearFilters(): Promise<ClearFiltersResponse> {
-    return this.serial(() => {
-      if (!this.filterer) return { removed: 0 };
+    return this.serial(async () => {
+      const dm = await this.backends.clear();
+      if (!this.filterer) return { removed: dm };
       let removed: number;
       try {
-        removed = this.filterer.clearFilters();
+        removed = dm + this.filterer.clearFilters();
       } catch (e) {
         throw fromNative(e, 'ClearFilters');
       }
@@ -287,7 +302,7 @@ export class IoFilterCore {
       lockdown: caps?.lockdown ?? 'unknown',
       capabilities: (caps?.modes ?? []).map(capabilityOf),
       state: this.state(),
-      filters: f ? f.listFilters().map((x) => this.toFilter(x)) : [],
+      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x)) : []), ...this.backends.dm.list()],
       agentVersion: version,
       uptimeMs: String(Date.now() - this.startedAt),
       hostname: os.hostname(),
@@ -296,6 +311,8 @@ export class IoFilterCore {
       features: caps?.features,
       truncatedIos: String(counters?.truncatedIos ?? 0n),
       eventsLost: String(counters?.eventsLost ?? 0n),
+      backends: [this.bpfCapability(), ...this.backends.capabilities()],
+      wrapped: this.backends.wrapper.list(),
     };
   }
 
@@ -307,6 +324,50 @@ export class IoFilterCore {
       // the device went away (e.g. a detached loop device); the filter is still there
       ref = { major: f.device.major, minor: f.device.minor, sizeSectors: String(f.size), startSector: String(f.offset) };
     }
-    return filterOf(f, ref);
+    return { ...filterOf(f, ref), backend: 'BACKEND_BPF' };
+  }
+
+  // ---- Backends: dispatch to the backends beside bpf (agent/backends) ----
+
+  /** What auto needs to know about bpf. */
+  private bpfView(): BpfView {
+    const f = this.filterer;
+    const s = f?.state;
+    const enforcing = !!s && s.mode !== 'observe' && !!s.selfTest?.passed;
+    const why = !f ? `not attached${this.attachError ? ` (${this.attachError})` : ''}: call Attach first` : s?.mode === 'observe' ? 'attached in observe mode (fails nothing)' : 'the hook self-test did not pass';
+    return {
+      attached: !!f,
+      enforcing,
+      why,
+      hasFilterOn: (dev) => !!f?.listFilters().some((x) => x.device.major === dev.major && x.device.minor === dev.minor),
+    };
+  }
+
+  private bpfCapability() {
+    const v = this.bpfView();
+    return { backend: 'BACKEND_BPF' as const, available: v.enforcing, reason: v.enforcing ? '' : v.why, detail: this.filterer ? `${this.filterer.state.mode} at ${this.filterer.state.hook}` : '' };
+  }
+
+  /** DeleteFilter for a dm filter (by its id, or by a device that has one); null: not a dm filter. */
+  private async deleteOnBackends(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse | null> {
+    const t = deleteTarget(req);
+    if ('id' in t) return this.backends.deleteFor({ id: t.id });
+    if (t.scope) return null;
+    let dev: DeviceInfo;
+    try {
+      dev = resolveDevice(t.device, this.sysfs);
+    } catch {
+      return null;
+    }
+    const r = await this.backends.deleteFor(dev);
+    return r && { ...r, device: deviceRef(dev) };
+  }
+
+  wrap(device: string, name: string): Promise<WrapResponse> {
+    return this.serial(async () => ({ wrapped: await this.backends.wrap(device, name) }));
+  }
+
+  unwrap(name: string): Promise<UnwrapResponse> {
+    return this.serial(async () => ({ existed: await this.backends.unwrap(name) }));
   }
 }

@@ -10,7 +10,7 @@ import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
-import { formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
+import { checkDevice, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
 import { UsageError } from './errors';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
@@ -143,10 +143,11 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .option('--probability <p>', 'fail about this share of matching I/O, in (0, 1]')
     .option('--max-failures <k>', 'fail only the first K matching I/Os')
     .option('--events <n>', 'kernel events for `watch`: at most N per second (default 1000; 0: none)')
-    .option('--events-spared', 'also emit events for matching I/O spared by --probability or --max-failures');
+    .option('--events-spared', 'also emit events for matching I/O spared by --probability or --max-failures')
+    .addOption(new Option('--backend <backend>', 'what fails the I/O: auto (bpf when an enforcing mode is attached, else dm on a dm device), bpf, dm').choices(['auto', 'bpf', 'dm']).default('auto'));
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
   addScopeOptions(set);
-  type SetOpts = { file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; events?: string; eventsSpared?: boolean; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
+  type SetOpts = { backend: string; file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; events?: string; eventsSpared?: boolean; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
   set.action((dev: string | undefined, o: SetOpts) => {
     const target = setTarget(dev, o.file, o.range.length > 0);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
@@ -164,9 +165,26 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (o.maxFailures !== undefined) req.maxFailures = parseCount(o.maxFailures, '--max-failures', 1);
     if (o.events !== undefined) req.eventsPerSecond = parseEventRate(o.events, '--events');
     if (o.eventsSpared) req.eventsSpared = true;
+    if (o.backend !== 'auto') req.backend = `BACKEND_${o.backend.toUpperCase()}` as SetFilterRequest['backend'];
     chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(req), render: setLines });
   });
 
+  program
+    .command('wrap')
+    .argument('<dev>', 'an unmounted, unused device (MAJ:MIN or /dev path, on each host)')
+    .requiredOption('--name <name>', 'the wrapped device becomes /dev/mapper/iofilter-NAME')
+    .description('make DEV faultable on any kernel: /dev/mapper/iofilter-NAME, a dm-linear pass-through over all of DEV (make the filesystem on it)')
+    .action((dev: string, o: { name: string }) => {
+      checkDevice(dev);
+      chosen = plan({ command: 'wrap', run: (c) => c.wrap(dev, o.name), render: (r) => [`wrapped ${r.wrapped?.below} as ${r.wrapped?.path}${r.wrapped?.device ? ` (${r.wrapped.device.major}:${r.wrapped.device.minor})` : ''}`] });
+    });
+  program
+    .command('unwrap')
+    .argument('<name>', 'the NAME given to wrap')
+    .description('remove /dev/mapper/iofilter-NAME (refused while it is open or has a filter)')
+    .action((name: string) => {
+      chosen = plan({ command: 'unwrap', run: (c) => c.unwrap(name), render: (r) => [r.existed ? `unwrapped iofilter-${name}` : `no wrapped device ${name}`] });
+    });
   program
     .command('halt')
     .description('delete every filter on each host, one call per host (the program stays attached); idempotent')
@@ -199,7 +217,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (e instanceof CommanderError && e.exitCode === 0) return null;
     throw e;
   }
-  if (!chosen && !experiment && !watch) throw new UsageError('no command: attach, detach, status, delete DEV, set DEV, halt, run PLAN or watch (see --help)');
+  if (!chosen && !experiment && !watch) throw new UsageError('no command: attach, detach, status, delete DEV, set DEV, wrap DEV, unwrap NAME, halt, run PLAN or watch (see --help)');
   const g = program.opts();
   // a plan may name its own hosts
   const hosts = experiment && !g.host.length && !g.hostsFile ? [] : parseHosts(g.host, g.hostsFile);

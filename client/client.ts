@@ -11,6 +11,8 @@ import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
 import type { IoFilterServiceClient } from '../proto/gen/iofilter/v1/IoFilterService';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { SetFilterResponse__Output } from '../proto/gen/iofilter/v1/SetFilterResponse';
+import type { WrapResponse__Output } from '../proto/gen/iofilter/v1/WrapResponse';
+import type { UnwrapResponse__Output } from '../proto/gen/iofilter/v1/UnwrapResponse';
 import type { StatusResponse__Output } from '../proto/gen/iofilter/v1/StatusResponse';
 import type { WatchEvent__Output } from '../proto/gen/iofilter/v1/WatchEvent';
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
@@ -96,6 +98,14 @@ export class IoFilterClient {
   /** Deletes every filter on the host in one call (the program stays attached); idempotent. */
   clearFilters(): Promise<ClearFiltersResponse__Output> {
     return this.unary((cb) => this.stub.ClearFilters({}, this.opts(), cb));
+  }
+  /** Creates /dev/mapper/iofilter-NAME over the whole of `device` (dm backend on any kernel). */
+  wrap(device: string, name: string): Promise<WrapResponse__Output> {
+    return this.unary((cb) => this.stub.Wrap({ device, name }, this.opts(), cb));
+  }
+  /** Removes a device wrap created; existed false when there was none. */
+  unwrap(name: string): Promise<UnwrapResponse__Output> {
+    return this.unary((cb) => this.stub.Unwrap({ name }, this.opts(), cb));
   }
   status(): Promise<StatusResponse__Output> {
     return this.unary((cb) => this.stub.Status({}, this.opts(), cb));

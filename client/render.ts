@@ -33,13 +33,20 @@ function extras(f: Filter__Output): string {
   return parts.join(' ');
 }
 
+/** "dm" for BACKEND_DM; empty for an agent that does not say (before backends). */
+export function backendWord(b?: string | null): string {
+  return b && b !== 'BACKEND_UNSPECIFIED' ? b.replace(/^BACKEND_/, '').toLowerCase() : '';
+}
+
 export function describeFilter(f: Filter__Output): string {
   const ranges = f.wholeDevice
     ? `whole device ${f.ranges[0]?.ops.map(wireOpWord).join(',')}`
     : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(wireOpWord).join(',')}`).join('; ');
   const x = extras(f);
   const scope = cgroupText(f.cgroup);
-  return `${deviceName(f.device)}${f.file ? `, file ${f.file}` : ''}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}`;
+  // bpf is the default and the oldest agents' only backend: named only when another serves
+  const b = backendWord(f.backend);
+  return `${deviceName(f.device)}${f.file ? `, file ${f.file}` : ''}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}${b && b !== 'bpf' ? `; backend ${b}${f.dm ? ` (${f.dm.name}${f.notCounted ? ', not counted' : ''})` : ''}` : ''}`;
 }
 
 /** A SetFilter answer: the filter as stored, then each warning of the agent. */
@@ -84,6 +91,9 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
   lines.push(...attachDetailLines(st.state, c));
   if (!st.state?.attached && st.attachError) lines.push(`  ${c.yellow('not attached:')} ${st.attachError}`);
   for (const m of st.capabilities.filter((m) => !m.available)) lines.push(`  ${wireModeWord(m.mode)}: ${m.reason}`);
+  for (const b of st.backends ?? [])
+    lines.push(`  backend ${backendWord(b.backend)}: ${b.available ? c.green('yes') : c.red('no')}${b.detail ? ` (${b.detail})` : ''}${b.reason ? `: ${b.reason}` : ''}`);
+  for (const w of st.wrapped ?? []) lines.push(`  wrapped ${w.below} (${w.belowDev}) as ${w.path}`);
   if (!st.filters.length) {
     lines.push('  no filters');
     return lines;
@@ -98,14 +108,14 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
     f.ranges.forEach((r, i) =>
       t.push([
         i === 0 ? String(f.id || '') : '',
-        i === 0 ? deviceName(f.device) + (f.file ? `\nfile ${f.file}` : '') + (f.diskseq && f.diskseq !== '0' ? `\nmedium ${f.diskseq}` : '') : '',
+        i === 0 ? deviceName(f.device) + (f.file ? `\nfile ${f.file}` : '') + (f.dm ? `\ndm ${f.dm.name}` : '') + (f.diskseq && f.diskseq !== '0' ? `\nmedium ${f.diskseq}` : '') : '',
         i === 0 ? cgroupText(f.cgroup) ?? 'any' : '',
         f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
         r.ops.map(wireOpWord).join(','),
-        r.matched,
-        r.failed,
+        f.notCounted ? 'not counted' : r.matched,
+        f.notCounted ? 'not counted' : r.failed,
         i === 0 ? ttl(f) : '',
-        i === 0 ? extras(f) : '',
+        i === 0 ? [extras(f), backendWord(f.backend) === 'bpf' ? '' : backendWord(f.backend)].filter(Boolean).join(' ') : '',
       ]),
     );
   }

@@ -4,6 +4,7 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 import type { AttachRequest as _iofilter_v1_AttachRequest, AttachRequest__Output as _iofilter_v1_AttachRequest__Output } from './iofilter/v1/AttachRequest';
 import type { AttachResponse as _iofilter_v1_AttachResponse, AttachResponse__Output as _iofilter_v1_AttachResponse__Output } from './iofilter/v1/AttachResponse';
 import type { AttachState as _iofilter_v1_AttachState, AttachState__Output as _iofilter_v1_AttachState__Output } from './iofilter/v1/AttachState';
+import type { BackendCapability as _iofilter_v1_BackendCapability, BackendCapability__Output as _iofilter_v1_BackendCapability__Output } from './iofilter/v1/BackendCapability';
 import type { CgroupRef as _iofilter_v1_CgroupRef, CgroupRef__Output as _iofilter_v1_CgroupRef__Output } from './iofilter/v1/CgroupRef';
 import type { ClearFiltersRequest as _iofilter_v1_ClearFiltersRequest, ClearFiltersRequest__Output as _iofilter_v1_ClearFiltersRequest__Output } from './iofilter/v1/ClearFiltersRequest';
 import type { ClearFiltersResponse as _iofilter_v1_ClearFiltersResponse, ClearFiltersResponse__Output as _iofilter_v1_ClearFiltersResponse__Output } from './iofilter/v1/ClearFiltersResponse';
@@ -12,6 +13,7 @@ import type { DeleteFilterResponse as _iofilter_v1_DeleteFilterResponse, DeleteF
 import type { DetachRequest as _iofilter_v1_DetachRequest, DetachRequest__Output as _iofilter_v1_DetachRequest__Output } from './iofilter/v1/DetachRequest';
 import type { DetachResponse as _iofilter_v1_DetachResponse, DetachResponse__Output as _iofilter_v1_DetachResponse__Output } from './iofilter/v1/DetachResponse';
 import type { DeviceRef as _iofilter_v1_DeviceRef, DeviceRef__Output as _iofilter_v1_DeviceRef__Output } from './iofilter/v1/DeviceRef';
+import type { DmFilter as _iofilter_v1_DmFilter, DmFilter__Output as _iofilter_v1_DmFilter__Output } from './iofilter/v1/DmFilter';
 import type { Filter as _iofilter_v1_Filter, Filter__Output as _iofilter_v1_Filter__Output } from './iofilter/v1/Filter';
 import type { IoEvent as _iofilter_v1_IoEvent, IoEvent__Output as _iofilter_v1_IoEvent__Output } from './iofilter/v1/IoEvent';
 import type { IoFilterServiceClient as _iofilter_v1_IoFilterServiceClient, IoFilterServiceDefinition as _iofilter_v1_IoFilterServiceDefinition } from './iofilter/v1/IoFilterService';
@@ -27,8 +29,13 @@ import type { SetFilterRequest as _iofilter_v1_SetFilterRequest, SetFilterReques
 import type { SetFilterResponse as _iofilter_v1_SetFilterResponse, SetFilterResponse__Output as _iofilter_v1_SetFilterResponse__Output } from './iofilter/v1/SetFilterResponse';
 import type { StatusRequest as _iofilter_v1_StatusRequest, StatusRequest__Output as _iofilter_v1_StatusRequest__Output } from './iofilter/v1/StatusRequest';
 import type { StatusResponse as _iofilter_v1_StatusResponse, StatusResponse__Output as _iofilter_v1_StatusResponse__Output } from './iofilter/v1/StatusResponse';
+import type { UnwrapRequest as _iofilter_v1_UnwrapRequest, UnwrapRequest__Output as _iofilter_v1_UnwrapRequest__Output } from './iofilter/v1/UnwrapRequest';
+import type { UnwrapResponse as _iofilter_v1_UnwrapResponse, UnwrapResponse__Output as _iofilter_v1_UnwrapResponse__Output } from './iofilter/v1/UnwrapResponse';
 import type { WatchEvent as _iofilter_v1_WatchEvent, WatchEvent__Output as _iofilter_v1_WatchEvent__Output } from './iofilter/v1/WatchEvent';
 import type { WatchRequest as _iofilter_v1_WatchRequest, WatchRequest__Output as _iofilter_v1_WatchRequest__Output } from './iofilter/v1/WatchRequest';
+import type { WrapRequest as _iofilter_v1_WrapRequest, WrapRequest__Output as _iofilter_v1_WrapRequest__Output } from './iofilter/v1/WrapRequest';
+import type { WrapResponse as _iofilter_v1_WrapResponse, WrapResponse__Output as _iofilter_v1_WrapResponse__Output } from './iofilter/v1/WrapResponse';
+import type { WrappedDevice as _iofilter_v1_WrappedDevice, WrappedDevice__Output as _iofilter_v1_WrappedDevice__Output } from './iofilter/v1/WrappedDevice';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -40,6 +47,8 @@ export interface ProtoGrpcType {
       AttachRequest: MessageTypeDefinition<_iofilter_v1_AttachRequest, _iofilter_v1_AttachRequest__Output>
       AttachResponse: MessageTypeDefinition<_iofilter_v1_AttachResponse, _iofilter_v1_AttachResponse__Output>
       AttachState: MessageTypeDefinition<_iofilter_v1_AttachState, _iofilter_v1_AttachState__Output>
+      Backend: EnumTypeDefinition
+      BackendCapability: MessageTypeDefinition<_iofilter_v1_BackendCapability, _iofilter_v1_BackendCapability__Output>
       CgroupRef: MessageTypeDefinition<_iofilter_v1_CgroupRef, _iofilter_v1_CgroupRef__Output>
       ClearFiltersRequest: MessageTypeDefinition<_iofilter_v1_ClearFiltersRequest, _iofilter_v1_ClearFiltersRequest__Output>
       ClearFiltersResponse: MessageTypeDefinition<_iofilter_v1_ClearFiltersResponse, _iofilter_v1_ClearFiltersResponse__Output>
@@ -48,6 +57,7 @@ export interface ProtoGrpcType {
       DetachRequest: MessageTypeDefinition<_iofilter_v1_DetachRequest, _iofilter_v1_DetachRequest__Output>
       DetachResponse: MessageTypeDefinition<_iofilter_v1_DetachResponse, _iofilter_v1_DetachResponse__Output>
       DeviceRef: MessageTypeDefinition<_iofilter_v1_DeviceRef, _iofilter_v1_DeviceRef__Output>
+      DmFilter: MessageTypeDefinition<_iofilter_v1_DmFilter, _iofilter_v1_DmFilter__Output>
       Filter: MessageTypeDefinition<_iofilter_v1_Filter, _iofilter_v1_Filter__Output>
       IoEvent: MessageTypeDefinition<_iofilter_v1_IoEvent, _iofilter_v1_IoEvent__Output>
       IoFilterService: SubtypeConstructor<typeof grpc.Client, _iofilter_v1_IoFilterServiceClient> & { service: _iofilter_v1_IoFilterServiceDefinition }
@@ -66,8 +76,13 @@ export interface ProtoGrpcType {
       SetFilterResponse: MessageTypeDefinition<_iofilter_v1_SetFilterResponse, _iofilter_v1_SetFilterResponse__Output>
       StatusRequest: MessageTypeDefinition<_iofilter_v1_StatusRequest, _iofilter_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_iofilter_v1_StatusResponse, _iofilter_v1_StatusResponse__Output>
+      UnwrapRequest: MessageTypeDefinition<_iofilter_v1_UnwrapRequest, _iofilter_v1_UnwrapRequest__Output>
+      UnwrapResponse: MessageTypeDefinition<_iofilter_v1_UnwrapResponse, _iofilter_v1_UnwrapResponse__Output>
       WatchEvent: MessageTypeDefinition<_iofilter_v1_WatchEvent, _iofilter_v1_WatchEvent__Output>
       WatchRequest: MessageTypeDefinition<_iofilter_v1_WatchRequest, _iofilter_v1_WatchRequest__Output>
+      WrapRequest: MessageTypeDefinition<_iofilter_v1_WrapRequest, _iofilter_v1_WrapRequest__Output>
+      WrapResponse: MessageTypeDefinition<_iofilter_v1_WrapResponse, _iofilter_v1_WrapResponse__Output>
+      WrappedDevice: MessageTypeDefinition<_iofilter_v1_WrappedDevice, _iofilter_v1_WrappedDevice__Output>
     }
   }
 }

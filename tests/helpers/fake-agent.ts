@@ -76,6 +76,8 @@ export async function startFakeAgent(o: FakeAgentOptions = {}): Promise<FakeAgen
     })),
     DeleteFilter: handler('DeleteFilter', () => ({ existed: true, device: { major: 7, minor: 0, name: 'loop0' }, removed: 1 })),
     ClearFilters: handler('ClearFilters', () => ({ removed: 0 })),
+    Wrap: handler('Wrap', (req) => ({ wrapped: { name: req.name, dmName: `iofilter-${req.name}`, path: `/dev/mapper/iofilter-${req.name}`, below: req.device } })),
+    Unwrap: handler('Unwrap', () => ({ existed: true })),
     Watch: (call) => {
       agent.calls.set('Watch', (agent.calls.get('Watch') ?? 0) + 1);
       agent.requests.push({ method: 'Watch', req: call.request });

@@ -3,6 +3,8 @@
 import type { DeviceRef as _iofilter_v1_DeviceRef, DeviceRef__Output as _iofilter_v1_DeviceRef__Output } from '../../iofilter/v1/DeviceRef';
 import type { RangeStatus as _iofilter_v1_RangeStatus, RangeStatus__Output as _iofilter_v1_RangeStatus__Output } from '../../iofilter/v1/RangeStatus';
 import type { CgroupRef as _iofilter_v1_CgroupRef, CgroupRef__Output as _iofilter_v1_CgroupRef__Output } from '../../iofilter/v1/CgroupRef';
+import type { Backend as _iofilter_v1_Backend, Backend__Output as _iofilter_v1_Backend__Output } from '../../iofilter/v1/Backend';
+import type { DmFilter as _iofilter_v1_DmFilter, DmFilter__Output as _iofilter_v1_DmFilter__Output } from '../../iofilter/v1/DmFilter';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Filter {
@@ -23,6 +25,9 @@ export interface Filter {
   'eventsSpared'?: (boolean);
   'eventsDropped'?: (number | string | Long);
   'diskseq'?: (number | string | Long);
+  'backend'?: (_iofilter_v1_Backend);
+  'dm'?: (_iofilter_v1_DmFilter | null);
+  'notCounted'?: (string);
 }
 
 export interface Filter__Output {
@@ -43,4 +48,7 @@ export interface Filter__Output {
   'eventsSpared': (boolean);
   'eventsDropped': (string);
   'diskseq': (string);
+  'backend': (_iofilter_v1_Backend__Output);
+  'dm': (_iofilter_v1_DmFilter__Output | null);
+  'notCounted': (string);
 }

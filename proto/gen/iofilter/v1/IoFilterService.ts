@@ -14,8 +14,12 @@ import type { SetFilterRequest as _iofilter_v1_SetFilterRequest, SetFilterReques
 import type { SetFilterResponse as _iofilter_v1_SetFilterResponse, SetFilterResponse__Output as _iofilter_v1_SetFilterResponse__Output } from '../../iofilter/v1/SetFilterResponse';
 import type { StatusRequest as _iofilter_v1_StatusRequest, StatusRequest__Output as _iofilter_v1_StatusRequest__Output } from '../../iofilter/v1/StatusRequest';
 import type { StatusResponse as _iofilter_v1_StatusResponse, StatusResponse__Output as _iofilter_v1_StatusResponse__Output } from '../../iofilter/v1/StatusResponse';
+import type { UnwrapRequest as _iofilter_v1_UnwrapRequest, UnwrapRequest__Output as _iofilter_v1_UnwrapRequest__Output } from '../../iofilter/v1/UnwrapRequest';
+import type { UnwrapResponse as _iofilter_v1_UnwrapResponse, UnwrapResponse__Output as _iofilter_v1_UnwrapResponse__Output } from '../../iofilter/v1/UnwrapResponse';
 import type { WatchEvent as _iofilter_v1_WatchEvent, WatchEvent__Output as _iofilter_v1_WatchEvent__Output } from '../../iofilter/v1/WatchEvent';
 import type { WatchRequest as _iofilter_v1_WatchRequest, WatchRequest__Output as _iofilter_v1_WatchRequest__Output } from '../../iofilter/v1/WatchRequest';
+import type { WrapRequest as _iofilter_v1_WrapRequest, WrapRequest__Output as _iofilter_v1_WrapRequest__Output } from '../../iofilter/v1/WrapRequest';
+import type { WrapResponse as _iofilter_v1_WrapResponse, WrapResponse__Output as _iofilter_v1_WrapResponse__Output } from '../../iofilter/v1/WrapResponse';
 
 export interface IoFilterServiceClient extends grpc.Client {
   Attach(argument: _iofilter_v1_AttachRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_AttachResponse__Output>): grpc.ClientUnaryCall;
@@ -72,10 +76,28 @@ export interface IoFilterServiceClient extends grpc.Client {
   status(argument: _iofilter_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   status(argument: _iofilter_v1_StatusRequest, callback: grpc.requestCallback<_iofilter_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   
+  Unwrap(argument: _iofilter_v1_UnwrapRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  Unwrap(argument: _iofilter_v1_UnwrapRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  Unwrap(argument: _iofilter_v1_UnwrapRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  Unwrap(argument: _iofilter_v1_UnwrapRequest, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  unwrap(argument: _iofilter_v1_UnwrapRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  unwrap(argument: _iofilter_v1_UnwrapRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  unwrap(argument: _iofilter_v1_UnwrapRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  unwrap(argument: _iofilter_v1_UnwrapRequest, callback: grpc.requestCallback<_iofilter_v1_UnwrapResponse__Output>): grpc.ClientUnaryCall;
+  
   Watch(argument: _iofilter_v1_WatchRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
   Watch(argument: _iofilter_v1_WatchRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
   watch(argument: _iofilter_v1_WatchRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
   watch(argument: _iofilter_v1_WatchRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_iofilter_v1_WatchEvent__Output>;
+  
+  Wrap(argument: _iofilter_v1_WrapRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  Wrap(argument: _iofilter_v1_WrapRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  Wrap(argument: _iofilter_v1_WrapRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  Wrap(argument: _iofilter_v1_WrapRequest, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  wrap(argument: _iofilter_v1_WrapRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  wrap(argument: _iofilter_v1_WrapRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  wrap(argument: _iofilter_v1_WrapRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
+  wrap(argument: _iofilter_v1_WrapRequest, callback: grpc.requestCallback<_iofilter_v1_WrapResponse__Output>): grpc.ClientUnaryCall;
   
 }
 
@@ -92,7 +114,11 @@ export interface IoFilterServiceHandlers extends grpc.UntypedServiceImplementati
   
   Status: grpc.handleUnaryCall<_iofilter_v1_StatusRequest__Output, _iofilter_v1_StatusResponse>;
   
+  Unwrap: grpc.handleUnaryCall<_iofilter_v1_UnwrapRequest__Output, _iofilter_v1_UnwrapResponse>;
+  
   Watch: grpc.handleServerStreamingCall<_iofilter_v1_WatchRequest__Output, _iofilter_v1_WatchEvent>;
+  
+  Wrap: grpc.handleUnaryCall<_iofilter_v1_WrapRequest__Output, _iofilter_v1_WrapResponse>;
   
 }
 
@@ -103,5 +129,7 @@ export interface IoFilterServiceDefinition extends grpc.ServiceDefinition {
   Detach: MethodDefinition<_iofilter_v1_DetachRequest, _iofilter_v1_DetachResponse, _iofilter_v1_DetachRequest__Output, _iofilter_v1_DetachResponse__Output>
   SetFilter: MethodDefinition<_iofilter_v1_SetFilterRequest, _iofilter_v1_SetFilterResponse, _iofilter_v1_SetFilterRequest__Output, _iofilter_v1_SetFilterResponse__Output>
   Status: MethodDefinition<_iofilter_v1_StatusRequest, _iofilter_v1_StatusResponse, _iofilter_v1_StatusRequest__Output, _iofilter_v1_StatusResponse__Output>
+  Unwrap: MethodDefinition<_iofilter_v1_UnwrapRequest, _iofilter_v1_UnwrapResponse, _iofilter_v1_UnwrapRequest__Output, _iofilter_v1_UnwrapResponse__Output>
   Watch: MethodDefinition<_iofilter_v1_WatchRequest, _iofilter_v1_WatchEvent, _iofilter_v1_WatchRequest__Output, _iofilter_v1_WatchEvent__Output>
+  Wrap: MethodDefinition<_iofilter_v1_WrapRequest, _iofilter_v1_WrapResponse, _iofilter_v1_WrapRequest__Output, _iofilter_v1_WrapResponse__Output>
 }

@@ -2,6 +2,7 @@
 
 import type { Range as _iofilter_v1_Range, Range__Output as _iofilter_v1_Range__Output } from '../../iofilter/v1/Range';
 import type { Op as _iofilter_v1_Op, Op__Output as _iofilter_v1_Op__Output } from '../../iofilter/v1/Op';
+import type { Backend as _iofilter_v1_Backend, Backend__Output as _iofilter_v1_Backend__Output } from '../../iofilter/v1/Backend';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SetFilterRequest {
@@ -17,6 +18,7 @@ export interface SetFilterRequest {
   'pid'?: (number);
   'eventsPerSecond'?: (number);
   'eventsSpared'?: (boolean);
+  'backend'?: (_iofilter_v1_Backend);
   '_probability'?: "probability";
   '_eventsPerSecond'?: "eventsPerSecond";
 }
@@ -34,6 +36,7 @@ export interface SetFilterRequest__Output {
   'pid': (number);
   'eventsPerSecond'?: (number);
   'eventsSpared': (boolean);
+  'backend': (_iofilter_v1_Backend__Output);
   '_probability'?: "probability";
   '_eventsPerSecond'?: "eventsPerSecond";
 }

@@ -1,0 +1,10 @@
+// Original file: proto/iofilter/v1/iofilter.proto
+
+
+export interface UnwrapRequest {
+  'name'?: (string);
+}
+
+export interface UnwrapRequest__Output {
+  'name': (string);
+}
