@@ -36,7 +36,7 @@ const STOCK: Record<string, StockKernel> = {
     blkErrorInjection: 'absent',
     // what it was built without, then what it has instead of should_fail_bio
     reasons: {
-      fmod_ret: /^fmod_ret\/should_fail_bio: kernel built without CONFIG_FUNCTION_ERROR_INJECTION.*; besides, .*only the compiler clone should_fail_bio\.constprop\.0/,
+      fmod_ret: /fmod_ret\/should_fail_bio: kernel built without CONFIG_FUNCTION_ERROR_INJECTION.*; besides, .*only the compiler clone should_fail_bio\.constprop\.0/,
       kprobe: /kernel built without CONFIG_(BPF_KPROBE_OVERRIDE|FUNCTION_ERROR_INJECTION).*; besides, .*only the compiler clone should_fail_bio\.constprop\.0/,
     },
   },
