@@ -115,7 +115,8 @@ d('the hook self-test without /dev/loop-control (a real agent in a private mount
   });
 
   test('/dev, /run and /tmp nodev: not run; the tracepoint kept and said UNPROVEN, never passed; it counts every write', async () => {
-    const nodev = ['/dev', '/run', '/tmp'].map((m) => `mount -t tmpfs -o nodev,mode=755 iofilter-nodev ${m}`).join(' && ');
+    // remounted nodev in place, contents kept: the project itself may live under /tmp
+    const nodev = ['/dev', '/run', '/tmp'].map((m) => `mount --bind ${m} ${m} && mount -o remount,bind,nodev ${m}`).join(' && ');
     agent = await agentIn(nodev, pinDir('nodev'));
     const { st, text } = await statusOf(agent);
     expect(st.state!.hook).toBe('tp_btf/block_bio_queue');
