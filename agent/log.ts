@@ -3,6 +3,7 @@ import pino from 'pino';
 
 export type Logger = pino.Logger;
 
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { svc: 'iofilter-agent', pid: process.pid } }, pino.destination(2));
+/** `sync`: each line written before the call returns (pino's stream is asynchronous otherwise). */
+export function createLogger(level: string, sync = false): Logger {
+  return pino({ level, base: { svc: 'iofilter-agent', pid: process.pid } }, pino.destination({ dest: 2, sync }));
 }

@@ -69,14 +69,11 @@ async function main(): Promise<void> {
   try {
     agent = await createAgent(cfg, log);
   } catch (e) {
-    log.fatal({ err: (e as Error).message }, 'cannot start');
-    // the JSON line first, then the sentence a person at a terminal reads last: pino may
-    // still hold the line (its stream retries a pipe that would block), so flush it first
-    const code = e instanceof ConfigError ? 2 : 1;
-    log.flush(() => {
-      process.stderr.write(`iofilter-agent: ${(e as Error).message}\n`, () => process.exit(code));
-    });
-    return;
+    // the JSON line first, written synchronously (pino's own stream writes from the
+    // thread pool and could land after), then the sentence a person reads last
+    createLogger(cfg.logLevel, true).fatal({ err: (e as Error).message }, 'cannot start');
+    process.stderr.write(`iofilter-agent: ${(e as Error).message}\n`);
+    process.exit(e instanceof ConfigError ? 2 : 1);
   }
   let stopping = false;
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
