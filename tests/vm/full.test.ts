@@ -247,7 +247,7 @@ d(`VM full suite on Linux ${KERNEL}`, () => {
   test('no scratch device can be made (/dev, /run, /tmp nodev): observe drops fentry for the tracepoint; fmod_ret is kept and said UNPROVEN, never passed', matrixCase(KERNEL, 'auto', 'self-test cannot run', async () => {
     // the agent in a mount namespace where no device node can be opened: the self-test's
     // real decision code in attach.cc, not a test switch
-    const ns = `unshare -m --propagation private sh -c 'for m in /dev /run /tmp; do mount -t tmpfs -o nodev iof-nodev $m || exit 1; done; exec "$@"' sh`;
+    const ns = `unshare -m --propagation private sh -c 'for m in /dev /run /tmp; do mount --bind $m $m && mount -o remount,bind,nodev $m || exit 1; done; exec "$@"' sh`; // nodev in place: a checkout under /tmp stays visible
     const disk = await g.vm.sh(`cat /sys/class/block/${path.basename(g.disk)}/dev`); // no /dev paths in there
     await g.client.detach(); // else the next agent adopts the pins
     await g.killAgent('TERM');
