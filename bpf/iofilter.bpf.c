@@ -283,13 +283,14 @@ static __always_inline int iof_apply(struct bio *bio, const int probe, const int
 	e = iof_lookup(&io.disk, &slot);
 	if (!e || !iof_locate_rest(bio, &io, probe, bio_remapped_bit))
 		return IOF_NO_MATCH;
-	if (e->diskseq && iof_disk_seq(bio, probe) != e->diskseq)
-		return IOF_NO_MATCH; /* the same number on a new medium: not the filters' disk */
 	last = io.nr_sectors ? io.sector + io.nr_sectors - 1 : io.sector;
 	if (io.nr_sectors && (!(io.ops & e->ops) || last < e->lo || io.sector > e->hi))
 		return IOF_NO_MATCH; /* the common case on a filtered disk: nowhere near a range */
 	if (io.nr_sectors && !iof_candidates(slot, io.sector, last))
 		return IOF_NO_MATCH; /* between ranges: one descent per layer, nothing else */
+	/* after the span tests, so I/O nowhere near a range does not pay for it */
+	if (e->diskseq && iof_disk_seq(bio, probe) != e->diskseq)
+		return IOF_NO_MATCH; /* the same number on a new medium: not the filters' disk */
 	if (dedupe && iof_resubmitted(bio, probe)) {
 		seen = bpf_map_lookup_elem(&iof_seen, &key);
 		if (seen && seen->disk.major == io.disk.major &&
