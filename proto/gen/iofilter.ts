@@ -8,12 +8,17 @@ import type { BackendCapability as _iofilter_v1_BackendCapability, BackendCapabi
 import type { CgroupRef as _iofilter_v1_CgroupRef, CgroupRef__Output as _iofilter_v1_CgroupRef__Output } from './iofilter/v1/CgroupRef';
 import type { ClearFiltersRequest as _iofilter_v1_ClearFiltersRequest, ClearFiltersRequest__Output as _iofilter_v1_ClearFiltersRequest__Output } from './iofilter/v1/ClearFiltersRequest';
 import type { ClearFiltersResponse as _iofilter_v1_ClearFiltersResponse, ClearFiltersResponse__Output as _iofilter_v1_ClearFiltersResponse__Output } from './iofilter/v1/ClearFiltersResponse';
+import type { CorruptFault as _iofilter_v1_CorruptFault, CorruptFault__Output as _iofilter_v1_CorruptFault__Output } from './iofilter/v1/CorruptFault';
+import type { DelayFault as _iofilter_v1_DelayFault, DelayFault__Output as _iofilter_v1_DelayFault__Output } from './iofilter/v1/DelayFault';
 import type { DeleteFilterRequest as _iofilter_v1_DeleteFilterRequest, DeleteFilterRequest__Output as _iofilter_v1_DeleteFilterRequest__Output } from './iofilter/v1/DeleteFilterRequest';
 import type { DeleteFilterResponse as _iofilter_v1_DeleteFilterResponse, DeleteFilterResponse__Output as _iofilter_v1_DeleteFilterResponse__Output } from './iofilter/v1/DeleteFilterResponse';
 import type { DetachRequest as _iofilter_v1_DetachRequest, DetachRequest__Output as _iofilter_v1_DetachRequest__Output } from './iofilter/v1/DetachRequest';
 import type { DetachResponse as _iofilter_v1_DetachResponse, DetachResponse__Output as _iofilter_v1_DetachResponse__Output } from './iofilter/v1/DetachResponse';
 import type { DeviceRef as _iofilter_v1_DeviceRef, DeviceRef__Output as _iofilter_v1_DeviceRef__Output } from './iofilter/v1/DeviceRef';
 import type { DmFilter as _iofilter_v1_DmFilter, DmFilter__Output as _iofilter_v1_DmFilter__Output } from './iofilter/v1/DmFilter';
+import type { DropWritesFault as _iofilter_v1_DropWritesFault, DropWritesFault__Output as _iofilter_v1_DropWritesFault__Output } from './iofilter/v1/DropWritesFault';
+import type { ErrorFault as _iofilter_v1_ErrorFault, ErrorFault__Output as _iofilter_v1_ErrorFault__Output } from './iofilter/v1/ErrorFault';
+import type { Fault as _iofilter_v1_Fault, Fault__Output as _iofilter_v1_Fault__Output } from './iofilter/v1/Fault';
 import type { Filter as _iofilter_v1_Filter, Filter__Output as _iofilter_v1_Filter__Output } from './iofilter/v1/Filter';
 import type { IoEvent as _iofilter_v1_IoEvent, IoEvent__Output as _iofilter_v1_IoEvent__Output } from './iofilter/v1/IoEvent';
 import type { IoFilterServiceClient as _iofilter_v1_IoFilterServiceClient, IoFilterServiceDefinition as _iofilter_v1_IoFilterServiceDefinition } from './iofilter/v1/IoFilterService';
@@ -29,6 +34,7 @@ import type { SetFilterRequest as _iofilter_v1_SetFilterRequest, SetFilterReques
 import type { SetFilterResponse as _iofilter_v1_SetFilterResponse, SetFilterResponse__Output as _iofilter_v1_SetFilterResponse__Output } from './iofilter/v1/SetFilterResponse';
 import type { StatusRequest as _iofilter_v1_StatusRequest, StatusRequest__Output as _iofilter_v1_StatusRequest__Output } from './iofilter/v1/StatusRequest';
 import type { StatusResponse as _iofilter_v1_StatusResponse, StatusResponse__Output as _iofilter_v1_StatusResponse__Output } from './iofilter/v1/StatusResponse';
+import type { ThrottleFault as _iofilter_v1_ThrottleFault, ThrottleFault__Output as _iofilter_v1_ThrottleFault__Output } from './iofilter/v1/ThrottleFault';
 import type { UnwrapRequest as _iofilter_v1_UnwrapRequest, UnwrapRequest__Output as _iofilter_v1_UnwrapRequest__Output } from './iofilter/v1/UnwrapRequest';
 import type { UnwrapResponse as _iofilter_v1_UnwrapResponse, UnwrapResponse__Output as _iofilter_v1_UnwrapResponse__Output } from './iofilter/v1/UnwrapResponse';
 import type { WatchEvent as _iofilter_v1_WatchEvent, WatchEvent__Output as _iofilter_v1_WatchEvent__Output } from './iofilter/v1/WatchEvent';
@@ -44,6 +50,7 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   iofilter: {
     v1: {
+      AttachPolicy: EnumTypeDefinition
       AttachRequest: MessageTypeDefinition<_iofilter_v1_AttachRequest, _iofilter_v1_AttachRequest__Output>
       AttachResponse: MessageTypeDefinition<_iofilter_v1_AttachResponse, _iofilter_v1_AttachResponse__Output>
       AttachState: MessageTypeDefinition<_iofilter_v1_AttachState, _iofilter_v1_AttachState__Output>
@@ -52,13 +59,21 @@ export interface ProtoGrpcType {
       CgroupRef: MessageTypeDefinition<_iofilter_v1_CgroupRef, _iofilter_v1_CgroupRef__Output>
       ClearFiltersRequest: MessageTypeDefinition<_iofilter_v1_ClearFiltersRequest, _iofilter_v1_ClearFiltersRequest__Output>
       ClearFiltersResponse: MessageTypeDefinition<_iofilter_v1_ClearFiltersResponse, _iofilter_v1_ClearFiltersResponse__Output>
+      CorruptDirection: EnumTypeDefinition
+      CorruptFault: MessageTypeDefinition<_iofilter_v1_CorruptFault, _iofilter_v1_CorruptFault__Output>
+      DelayFault: MessageTypeDefinition<_iofilter_v1_DelayFault, _iofilter_v1_DelayFault__Output>
       DeleteFilterRequest: MessageTypeDefinition<_iofilter_v1_DeleteFilterRequest, _iofilter_v1_DeleteFilterRequest__Output>
       DeleteFilterResponse: MessageTypeDefinition<_iofilter_v1_DeleteFilterResponse, _iofilter_v1_DeleteFilterResponse__Output>
       DetachRequest: MessageTypeDefinition<_iofilter_v1_DetachRequest, _iofilter_v1_DetachRequest__Output>
       DetachResponse: MessageTypeDefinition<_iofilter_v1_DetachResponse, _iofilter_v1_DetachResponse__Output>
       DeviceRef: MessageTypeDefinition<_iofilter_v1_DeviceRef, _iofilter_v1_DeviceRef__Output>
       DmFilter: MessageTypeDefinition<_iofilter_v1_DmFilter, _iofilter_v1_DmFilter__Output>
+      DropWritesFault: MessageTypeDefinition<_iofilter_v1_DropWritesFault, _iofilter_v1_DropWritesFault__Output>
+      ErrorFault: MessageTypeDefinition<_iofilter_v1_ErrorFault, _iofilter_v1_ErrorFault__Output>
+      ErrorStatus: EnumTypeDefinition
+      Fault: MessageTypeDefinition<_iofilter_v1_Fault, _iofilter_v1_Fault__Output>
       Filter: MessageTypeDefinition<_iofilter_v1_Filter, _iofilter_v1_Filter__Output>
+      FilterView: EnumTypeDefinition
       IoEvent: MessageTypeDefinition<_iofilter_v1_IoEvent, _iofilter_v1_IoEvent__Output>
       IoFilterService: SubtypeConstructor<typeof grpc.Client, _iofilter_v1_IoFilterServiceClient> & { service: _iofilter_v1_IoFilterServiceDefinition }
       KernelFeatures: MessageTypeDefinition<_iofilter_v1_KernelFeatures, _iofilter_v1_KernelFeatures__Output>
@@ -76,6 +91,7 @@ export interface ProtoGrpcType {
       SetFilterResponse: MessageTypeDefinition<_iofilter_v1_SetFilterResponse, _iofilter_v1_SetFilterResponse__Output>
       StatusRequest: MessageTypeDefinition<_iofilter_v1_StatusRequest, _iofilter_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_iofilter_v1_StatusResponse, _iofilter_v1_StatusResponse__Output>
+      ThrottleFault: MessageTypeDefinition<_iofilter_v1_ThrottleFault, _iofilter_v1_ThrottleFault__Output>
       UnwrapRequest: MessageTypeDefinition<_iofilter_v1_UnwrapRequest, _iofilter_v1_UnwrapRequest__Output>
       UnwrapResponse: MessageTypeDefinition<_iofilter_v1_UnwrapResponse, _iofilter_v1_UnwrapResponse__Output>
       WatchEvent: MessageTypeDefinition<_iofilter_v1_WatchEvent, _iofilter_v1_WatchEvent__Output>

@@ -3,6 +3,7 @@
 import type { Mode as _iofilter_v1_Mode, Mode__Output as _iofilter_v1_Mode__Output } from '../../iofilter/v1/Mode';
 import type { SelfTest as _iofilter_v1_SelfTest, SelfTest__Output as _iofilter_v1_SelfTest__Output } from '../../iofilter/v1/SelfTest';
 import type { ProgramStats as _iofilter_v1_ProgramStats, ProgramStats__Output as _iofilter_v1_ProgramStats__Output } from '../../iofilter/v1/ProgramStats';
+import type { AttachPolicy as _iofilter_v1_AttachPolicy, AttachPolicy__Output as _iofilter_v1_AttachPolicy__Output } from '../../iofilter/v1/AttachPolicy';
 
 export interface AttachState {
   'attached'?: (boolean);
@@ -16,6 +17,7 @@ export interface AttachState {
   'pinned'?: (boolean);
   'selfTest'?: (_iofilter_v1_SelfTest | null);
   'programs'?: (_iofilter_v1_ProgramStats)[];
+  'policy'?: (_iofilter_v1_AttachPolicy);
 }
 
 export interface AttachState__Output {
@@ -30,4 +32,5 @@ export interface AttachState__Output {
   'pinned': (boolean);
   'selfTest': (_iofilter_v1_SelfTest__Output | null);
   'programs': (_iofilter_v1_ProgramStats__Output)[];
+  'policy': (_iofilter_v1_AttachPolicy__Output);
 }

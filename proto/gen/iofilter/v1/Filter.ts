@@ -5,6 +5,7 @@ import type { RangeStatus as _iofilter_v1_RangeStatus, RangeStatus__Output as _i
 import type { CgroupRef as _iofilter_v1_CgroupRef, CgroupRef__Output as _iofilter_v1_CgroupRef__Output } from '../../iofilter/v1/CgroupRef';
 import type { Backend as _iofilter_v1_Backend, Backend__Output as _iofilter_v1_Backend__Output } from '../../iofilter/v1/Backend';
 import type { DmFilter as _iofilter_v1_DmFilter, DmFilter__Output as _iofilter_v1_DmFilter__Output } from '../../iofilter/v1/DmFilter';
+import type { Fault as _iofilter_v1_Fault, Fault__Output as _iofilter_v1_Fault__Output } from '../../iofilter/v1/Fault';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Filter {
@@ -28,6 +29,7 @@ export interface Filter {
   'backend'?: (_iofilter_v1_Backend);
   'dm'?: (_iofilter_v1_DmFilter | null);
   'notCounted'?: (string);
+  'fault'?: (_iofilter_v1_Fault | null);
 }
 
 export interface Filter__Output {
@@ -51,4 +53,5 @@ export interface Filter__Output {
   'backend': (_iofilter_v1_Backend__Output);
   'dm': (_iofilter_v1_DmFilter__Output | null);
   'notCounted': (string);
+  'fault': (_iofilter_v1_Fault__Output | null);
 }

@@ -7,7 +7,9 @@ export interface ProgramStats {
   'name'?: (string);
   'recursionMisses'?: (number | string | Long);
   'runCount'?: (number | string | Long);
+  'linkMissed'?: (number | string | Long);
   '_recursionMisses'?: "recursionMisses";
+  '_linkMissed'?: "linkMissed";
 }
 
 export interface ProgramStats__Output {
@@ -15,5 +17,7 @@ export interface ProgramStats__Output {
   'name': (string);
   'recursionMisses'?: (string);
   'runCount': (string);
+  'linkMissed'?: (string);
   '_recursionMisses'?: "recursionMisses";
+  '_linkMissed'?: "linkMissed";
 }

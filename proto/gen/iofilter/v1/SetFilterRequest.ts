@@ -3,6 +3,8 @@
 import type { Range as _iofilter_v1_Range, Range__Output as _iofilter_v1_Range__Output } from '../../iofilter/v1/Range';
 import type { Op as _iofilter_v1_Op, Op__Output as _iofilter_v1_Op__Output } from '../../iofilter/v1/Op';
 import type { Backend as _iofilter_v1_Backend, Backend__Output as _iofilter_v1_Backend__Output } from '../../iofilter/v1/Backend';
+import type { Fault as _iofilter_v1_Fault, Fault__Output as _iofilter_v1_Fault__Output } from '../../iofilter/v1/Fault';
+import type { FilterView as _iofilter_v1_FilterView, FilterView__Output as _iofilter_v1_FilterView__Output } from '../../iofilter/v1/FilterView';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SetFilterRequest {
@@ -19,6 +21,9 @@ export interface SetFilterRequest {
   'eventsPerSecond'?: (number);
   'eventsSpared'?: (boolean);
   'backend'?: (_iofilter_v1_Backend);
+  'fault'?: (_iofilter_v1_Fault | null);
+  'view'?: (_iofilter_v1_FilterView);
+  'packedRanges'?: (Buffer | Uint8Array | string);
   '_probability'?: "probability";
   '_eventsPerSecond'?: "eventsPerSecond";
 }
@@ -37,6 +42,9 @@ export interface SetFilterRequest__Output {
   'eventsPerSecond'?: (number);
   'eventsSpared': (boolean);
   'backend': (_iofilter_v1_Backend__Output);
+  'fault': (_iofilter_v1_Fault__Output | null);
+  'view': (_iofilter_v1_FilterView__Output);
+  'packedRanges': (Buffer);
   '_probability'?: "probability";
   '_eventsPerSecond'?: "eventsPerSecond";
 }
