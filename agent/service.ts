@@ -26,6 +26,7 @@ import { asRangedRequest, requestedFile, resolveFile } from './files';
 import type { Logger } from './log';
 import { checkProtected, Extent, protectedExtents } from './protect';
 import { modeFromWire } from '../proto/names';
+import { EIO, faultFromWire, faultToWire } from './faults';
 import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
 import { attachState, capabilityOf, deviceRef, filterOf, limitsOf } from './wire';
@@ -127,7 +128,7 @@ export class IoFilterCore {
     this.pinLock?.release();
     this.pinLock = null;
     this.backends.close();
-    return n + this.backends.dm.list().length;
+    return n + this.backends.list().length;
   }
 
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -219,10 +220,12 @@ export class IoFilterCore {
     return this.serial(async () => {
       const dev = fromFile?.dev ?? resolveDevice(req.device, this.sysfs);
       const { cgroup, warnings } = this.scope(req);
-      const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup);
+      const fault = faultFromWire(req.fault);
+      const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup, fault);
       if (file) spec.meta = { ...spec.meta, file };
       checkProtected(spec, dev, this.extents);
-      if ((await this.backends.choose(req.backend, spec, dev, this.bpfView())) === 'dm') return { filter: await this.backends.dm.set(spec, dev), warnings };
+      const backend = await this.backends.choose(req.backend, spec, dev, this.bpfView(), fault);
+      if (backend !== 'bpf') return { filter: await this.backends.backend(backend).set(spec, dev, fault), warnings };
       const f = this.attached();
       let info: native.FilterInfo;
       try {
@@ -302,7 +305,7 @@ export class IoFilterCore {
       lockdown: caps?.lockdown ?? 'unknown',
       capabilities: (caps?.modes ?? []).map(capabilityOf),
       state: this.state(),
-      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x)) : []), ...this.backends.dm.list()],
+      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x)) : []), ...this.backends.list()],
       agentVersion: version,
       uptimeMs: String(Date.now() - this.startedAt),
       hostname: os.hostname(),
@@ -324,7 +327,7 @@ export class IoFilterCore {
       // the device went away (e.g. a detached loop device); the filter is still there
       ref = { major: f.device.major, minor: f.device.minor, sizeSectors: String(f.size), startSector: String(f.offset) };
     }
-    return { ...filterOf(f, ref), backend: 'BACKEND_BPF' };
+    return { ...filterOf(f, ref), backend: 'BACKEND_BPF', fault: faultToWire(EIO) };
   }
 
   // ---- Backends: dispatch to the backends beside bpf (agent/backends) ----

@@ -5,6 +5,8 @@ import type { DeleteFilterRequest__Output } from '../proto/gen/iofilter/v1/Delet
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import { opFromWire } from '../proto/names';
 import type { CgroupQuery, ResolvedCgroup } from './cgroup';
+import { describeFault } from '../proto/faults';
+import { EIO, FaultSpec, faultToWire, impliedOps } from './faults';
 import type { DeviceInfo } from './devices';
 import { invalid, precondition } from './errors';
 
@@ -42,8 +44,22 @@ export function effectiveTtl(ttlMs: unknown, policy: Policy['ttl']): number {
   return Number(ttl);
 }
 
+/**
+ * A range's ops under a fault kind that implies them (delay, drop-writes, corrupt,
+ * throttle): none given means the kind's own; given, they must be exactly those.
+ */
+function kindOps(ops: unknown, field: string, fault: FaultSpec): native.Op[] {
+  const implied = impliedOps(fault);
+  if (!implied) return parseOps(ops, field);
+  if (!Array.isArray(ops) || !ops.length) return implied;
+  const given = parseOps(ops, field);
+  const same = given.length === implied.length && implied.every((o) => given.includes(o));
+  if (!same) throw invalid(`${field}: ${given.join(',')}: a ${describeFault(faultToWire(fault))} fault acts on ${implied.join(',')} (leave the ops out)`);
+  return implied;
+}
+
 /** `cgroup`: the scope the request named, already resolved (see scopeQuery). */
-export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, policy: Policy, cgroup?: ResolvedCgroup | null): native.FilterSpec {
+export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, policy: Policy, cgroup?: ResolvedCgroup | null, fault: FaultSpec = EIO): native.FilterSpec {
   const ranges = req.ranges ?? [];
   if (ranges.length > policy.maxRanges)
     throw invalid(`ranges: ${ranges.length} given, limit ${policy.maxRanges} per disk`);
@@ -62,11 +78,11 @@ export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, pol
       if (start < 0n || end < 0n || end > U64_MAX) throw invalid(`ranges[${i}]: sectors must be in 0..2^64-1`);
       if (start > end) throw invalid(`ranges[${i}]: start ${start} > end ${end}`);
       if (end > last) throw invalid(`ranges[${i}]: end ${end} is beyond the last sector ${last} of ${dev.name} (${dev.major}:${dev.minor})`);
-      return { start, end, ops: parseOps(r.ops, `ranges[${i}].ops`) };
+      return { start, end, ops: kindOps(r.ops, `ranges[${i}].ops`, fault) };
     }),
     ttlMs: effectiveTtl(req.ttlMs, policy.ttl),
   };
-  if (!ranges.length) spec.wholeOps = parseOps(wholeOps, 'whole_device_ops');
+  if (!ranges.length) spec.wholeOps = kindOps(wholeOps, 'whole_device_ops', fault);
   if (req.probability !== undefined && req.probability !== null) {
     const p = Number(req.probability);
     if (!(p > 0 && p <= 1)) throw invalid(`probability: ${req.probability} must be in (0, 1]`);

@@ -1,15 +1,16 @@
 #!/usr/bin/env node
-// iofilter watchdog: holds the TTLs of faults the kernel does not expire (dm tables)
+// iofilter watchdog: holds the TTLs of faults the kernel does not expire (dm tables,
+// and every other persisted backend: backends/persisted.ts)
 // when the agent is gone. Started detached by the agent (its own session and process
 // group, so a kill of the agent's group spares it) with the agent's state dir. While
 // the agent runs it waits for the state dir's owner lock; when the agent dies the
 // kernel drops the lock, the watchdog takes it and restores each fault at its
 // deadline with the agent's own restore code, then exits once no fault is left. A
 // restarting agent tells it to stop (SIGTERM) and takes over.
-import { DmBackend } from './backends/dm/backend';
 import { Dmsetup, realExec } from './backends/dm/dmsetup';
 import { flockLocker, OwnerLock } from './backends/dm/lock';
 import { StateDir, systemClock } from './backends/dm/state';
+import { persistedBackends } from './backends/persisted';
 import { createLogger } from './log';
 import * as os from 'node:os';
 
@@ -24,7 +25,10 @@ async function main(): Promise<void> {
   }
   const log = createLogger('info').child({ watchdog: process.pid, stateDir });
   const state = new StateDir(stateDir);
-  const dm = new DmBackend({ state, dm: new Dmsetup(realExec()), clock: systemClock, release: os.release(), log });
+  const { all } = persistedBackends({ state, dmsetup: new Dmsetup(realExec()), clock: systemClock, release: os.release(), log });
+  const pending = () => all.some((b) => b.hasDeadlines());
+  // what each backend needs to know of the host (dm targets, debugfs, cgroup2) before it restores
+  for (const b of all) await b.probe();
   let stopping = false;
   let lock: OwnerLock | null = null;
   const quit = (why: string) => {
@@ -39,7 +43,7 @@ async function main(): Promise<void> {
   for (;;) {
     if (stopping) quit('asked to stop (an agent takes over)');
     if (!lock) {
-      if (!state.faults().some((f) => f.deadline)) quit('no fault with a deadline left');
+      if (!pending()) quit('no fault with a deadline left');
       const r = await flockLocker(stateDir);
       if ('lock' in r) {
         lock = r.lock;
@@ -47,17 +51,18 @@ async function main(): Promise<void> {
       }
     }
     if (lock) {
-      const n = await dm.restoreExpired();
-      if (n) log.info({ restored: n }, 'expired dm faults restored');
-      if (!state.faults().some((f) => f.deadline)) {
+      let n = 0;
+      for (const b of all) n += await b.restoreExpired();
+      if (n) log.info({ restored: n }, 'expired faults restored');
+      if (!pending()) {
         lock.release();
         lock = null;
         // an agent may have set a fault just now: look once more before leaving
-        if (!state.faults().some((f) => f.deadline)) quit('no fault with a deadline left');
+        if (!pending()) quit('no fault with a deadline left');
         continue;
       }
     }
-    const wait = lock ? Math.max(10, Math.min(POLL_MS, dm.nextDeadlineMs())) : POLL_MS;
+    const wait = lock ? Math.max(10, Math.min(POLL_MS, ...all.map((b) => b.nextDeadlineMs()))) : POLL_MS;
     await new Promise((r) => setTimeout(r, wait));
   }
 }

@@ -1,5 +1,6 @@
 // The backends beside bpf, as the service sees them: which one serves a request
-// (auto), the dm backend with its state dir, owner lock and watchdog, and wrap.
+// (auto), the persisted backends (persisted.ts) with their state dir, owner lock and
+// watchdog, and wrap.
 // The service keeps the bpf path itself and calls in here from a few clearly marked
 // methods.
 import { spawn } from 'node:child_process';
@@ -13,11 +14,14 @@ import type { AgentConfig } from '../config';
 import type { DeviceInfo } from '../devices';
 import { invalid, precondition } from '../errors';
 import type { Logger } from '../log';
-import { DmBackend } from './dm/backend';
+import type { DmBackend } from './dm/backend';
 import { Dmsetup, realExec } from './dm/dmsetup';
 import { flockLocker, isWatchdog, Locker, OwnerLock } from './dm/lock';
 import { Clock, DM_ID_BASE, StateDir, systemClock } from './dm/state';
-import { backendFromWire, BackendName } from './types';
+import { describeFault } from '../../proto/faults';
+import { EIO, FaultSpec, faultToWire } from '../faults';
+import { persistedBackends } from './persisted';
+import { BACKEND_WIRE, backendFromWire, BackendName, PersistedBackend } from './types';
 import { Wrapper } from './wrap';
 
 export interface BackendDeps {
@@ -50,6 +54,8 @@ export function spawnWatchdog(stateDir: string): number {
 export class Backends {
   readonly state: StateDir;
   readonly dm: DmBackend;
+  /** Every persisted backend (dm first). */
+  readonly all: PersistedBackend[];
   readonly wrapper: Wrapper;
   private lock: OwnerLock | null = null;
   private watchdogPid = 0;
@@ -61,19 +67,23 @@ export class Backends {
   ) {
     this.state = new StateDir(cfg.stateDir);
     const dm = deps.dmsetup ?? new Dmsetup(realExec());
-    this.dm = new DmBackend({ state: this.state, dm, clock: deps.clock ?? systemClock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, onFault: () => this.ensureWatchdog() });
+    const p = persistedBackends({ state: this.state, dmsetup: dm, clock: deps.clock ?? systemClock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, onFault: () => this.ensureWatchdog() });
+    this.dm = p.dm;
+    this.all = p.all;
     this.wrapper = new Wrapper(dm, this.state, deps.sysfs);
   }
 
-  /** Probes dm; with dm state left by an earlier agent, takes the state dir and restores what expired before serving. */
+  /** Probes each backend; with state left by an earlier agent, takes the state dir and restores what expired before serving. */
   async start(): Promise<void> {
-    const cap = await this.dm.probe();
-    this.log.info({ backend: 'dm', available: cap.available, reason: cap.reason || undefined, detail: cap.detail || undefined }, 'backend');
-    if (!this.state.faults().length) return;
+    for (const b of this.all) {
+      const cap = await b.probe();
+      this.log.info({ backend: b.name, available: cap.available, reason: cap.reason || undefined, detail: cap.detail || undefined }, 'backend');
+    }
+    if (!this.all.some((b) => b.list().length)) return;
     await this.own();
-    const n = await this.dm.restoreExpired();
-    if (n) this.log.info({ restored: n }, 'restored dm faults that expired while no agent ran');
-    if (this.state.faults().some((f) => f.deadline)) this.ensureWatchdog();
+    const n = await this.restoreExpired();
+    if (n) this.log.info({ restored: n }, 'restored faults that expired while no agent ran');
+    if (this.all.some((b) => b.hasDeadlines())) this.ensureWatchdog();
   }
 
   /** The state dir's owner lock: a watchdog holding it is told to stop; another agent is an error. */
@@ -106,56 +116,88 @@ export class Backends {
   }
 
   capabilities(): BackendCapability[] {
-    const later = (b: 'BACKEND_BLKINJECT' | 'BACKEND_THROTTLE'): BackendCapability => ({ backend: b, available: false, reason: 'not served by this agent version', detail: '' });
-    return [this.dm.capability(), later('BACKEND_BLKINJECT'), later('BACKEND_THROTTLE')];
+    const served = new Set(this.all.map((b) => b.name));
+    const later = (['blkinject', 'throttle'] as const).filter((n) => !served.has(n)).map((n): BackendCapability => ({ backend: BACKEND_WIRE[n], available: false, reason: 'not served by this agent version', detail: '' }));
+    return [...this.all.map((b) => b.capability()), ...later];
   }
 
-  /** Which backend serves `spec` on `dev`; throws the reason when none can, exactly. */
-  async choose(requested: unknown, spec: native.FilterSpec, dev: DeviceInfo, bpf: BpfView): Promise<BackendName> {
+  /**
+   * Which backend serves `spec` with `fault` on `dev`; throws the reason when none can,
+   * exactly. auto: bpf when an enforcing mode is attached and the fault is EIO, else
+   * the first persisted backend that can; an explicit backend is held to its word.
+   */
+  async choose(requested: unknown, spec: native.FilterSpec, dev: DeviceInfo, bpf: BpfView, fault: FaultSpec = EIO): Promise<BackendName> {
     const want = backendFromWire(requested);
-    if (!want) throw invalid(`backend: unknown value ${JSON.stringify(requested)} (BACKEND_AUTO, BACKEND_BPF, BACKEND_DM)`);
-    if (want === 'blkinject' || want === 'throttle') throw precondition(`backend ${want}: not served by this agent version`);
-    const dmFault = this.dm.faultOn(dev);
-    if (want === 'bpf' || (want === 'auto' && bpf.enforcing)) {
-      if (dmFault) throw precondition(`${dev.name} has a dm filter (id ${dmFault.id}): delete it before setting a bpf filter`);
+    if (!want) throw invalid(`backend: unknown value ${JSON.stringify(requested)} (${['BACKEND_AUTO', ...Object.values(BACKEND_WIRE)].join(', ')})`);
+    const other = this.all.find((b) => b.faultOn(dev));
+    const eio = fault.kind === 'error' && fault.status.tag === 'IOERR';
+    const bpfWhy = eio ? bpf.why : `the program at should_fail_bio fails with EIO only, not ${describeFault(faultToWire(fault))}`;
+    if (want === 'bpf' || (want === 'auto' && bpf.enforcing && eio)) {
+      if (want === 'bpf' && !eio) throw precondition(`backend bpf: ${bpfWhy}`);
+      if (other) throw precondition(`${dev.name} has a ${other.name} filter (id ${other.faultOn(dev)!.id}): delete it before setting a bpf filter`);
       return 'bpf';
     }
-    const why = await this.dm.refusal(spec, dev);
-    if (!why) {
-      if (bpf.hasFilterOn(dev)) throw precondition(`${dev.name} has a bpf filter: delete it before setting a dm filter`);
+    const tried = want === 'auto' ? this.all : this.all.filter((b) => b.name === want);
+    if (!tried.length) throw precondition(`backend ${want}: not served by this agent version`);
+    const why: string[] = [];
+    for (const b of tried) {
+      const r = await b.refusal(spec, dev, fault);
+      if (r) {
+        why.push(`${b.name}: ${r}`);
+        continue;
+      }
+      if (bpf.hasFilterOn(dev)) throw precondition(`${dev.name} has a bpf filter: delete it before setting a ${b.name} filter`);
+      if (other && other !== b) throw precondition(`${dev.name} has a ${other.name} filter (id ${other.faultOn(dev)!.id}): delete it before setting a ${b.name} filter`);
       await this.own();
-      return 'dm';
+      return b.name;
     }
-    if (want === 'dm') throw precondition(`backend dm: ${why}`);
-    // auto, nothing enforcing: an observe attach keeps serving (it counts, fails nothing)
-    if (bpf.attached && !this.dm.dmName(dev)) return 'bpf';
+    if (want !== 'auto') throw precondition(`backend ${why[0]}`);
+    // auto, nothing enforcing: an observe attach keeps serving EIO filters (it counts, fails nothing)
+    if (eio && bpf.attached && !this.dm.dmName(dev)) return 'bpf';
     throw precondition(
-      `no backend can fail I/O on ${dev.name} exactly as asked: bpf: ${bpf.why}; dm: ${why}. ` +
+      `no backend can do ${describeFault(faultToWire(fault))} on ${dev.name} exactly as asked: bpf: ${bpfWhy}; ${why.join('; ')}. ` +
         'What would work: a kernel with error injection (attach fmod_ret or kprobe), or a dm device: an LVM LV, or `iofilterctl wrap DEV --name NAME` on an unmounted device',
     );
   }
 
-  /** DeleteFilter on the dm backend: by id (dm ids are 2^31 and up) or by device. Null: not a dm filter. */
+  /** The persisted backend called `name`. */
+  backend(name: BackendName): PersistedBackend {
+    const b = this.all.find((x) => x.name === name);
+    if (!b) throw precondition(`backend ${name}: not served by this agent version`);
+    return b;
+  }
+
+  /** DeleteFilter on the persisted backends: by id (theirs are 2^31 and up) or by device. Null: not theirs. */
   async deleteFor(t: { id: number } | { major: number; minor: number }): Promise<DeleteFilterResponse | null> {
     if ('id' in t && t.id < DM_ID_BASE) return null;
-    const f = this.state.faults().find((x) => ('id' in t ? x.id === t.id : x.devno === `${t.major}:${t.minor}`));
-    if (!f) return 'id' in t ? { existed: false, removed: 0 } : null;
+    const b = this.all.find((x) => ('id' in t ? x.owns(t.id) : x.faultOn(t)));
+    if (!b) return 'id' in t ? { existed: false, removed: 0 } : null;
+    const f = b.list().find((x) => ('id' in t ? x.id === t.id : x.device?.major === t.major && x.device?.minor === t.minor))!;
     await this.own();
-    await this.dm.delete({ id: f.id });
-    const [major, minor] = f.devno.split(':').map(Number);
-    return { existed: true, removed: 1, device: { major, minor, name: f.name } };
+    const removed = await b.delete('id' in t ? { id: t.id } : { device: t });
+    return { existed: removed > 0, removed, device: f.device ?? undefined };
   }
 
   async clear(): Promise<number> {
-    if (!this.state.faults().length) return 0;
+    if (!this.all.some((b) => b.list().length)) return 0;
     await this.own();
-    return this.dm.clear();
+    let n = 0;
+    let first: unknown = null;
+    for (const b of this.all) n += await b.clear().catch((e: unknown) => ((first ??= e), 0));
+    if (first) throw first;
+    return n;
   }
 
   /** The agent's own TTL pass (the watchdog does the same when the agent is gone). */
   async restoreExpired(): Promise<number> {
     if (!this.lock) return 0;
-    return this.dm.restoreExpired();
+    let n = 0;
+    for (const b of this.all) n += await b.restoreExpired();
+    return n;
+  }
+
+  list() {
+    return this.all.flatMap((b) => b.list());
   }
 
   async wrap(device: string, name: string) {
@@ -165,7 +207,10 @@ export class Backends {
 
   async unwrap(name: string) {
     await this.own();
-    return this.wrapper.unwrap(name, (devno) => this.state.faults().some((f) => f.devno === devno));
+    return this.wrapper.unwrap(name, (devno) => {
+      const [major, minor] = devno.split(':').map(Number);
+      return this.all.some((b) => b.faultOn({ major, minor }));
+    });
   }
 }
 

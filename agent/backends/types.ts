@@ -9,6 +9,7 @@ import type { Backend__Output } from '../../proto/gen/iofilter/v1/Backend';
 import type { BackendCapability } from '../../proto/gen/iofilter/v1/BackendCapability';
 import type { Filter } from '../../proto/gen/iofilter/v1/Filter';
 import type { DeviceInfo } from '../devices';
+import type { FaultSpec } from '../faults';
 
 export type BackendName = 'bpf' | 'dm' | 'blkinject' | 'throttle';
 
@@ -37,9 +38,9 @@ export interface Backend {
    * Null when it can serve `spec` on `dev` EXACTLY; else the reason it cannot, naming
    * what would work. Never served approximately.
    */
-  refusal(spec: native.FilterSpec, dev: DeviceInfo): Promise<string | null>;
+  refusal(spec: native.FilterSpec, dev: DeviceInfo, fault: FaultSpec): Promise<string | null>;
   /** Creates or replaces the device's filter (all-or-nothing). */
-  set(spec: native.FilterSpec, dev: DeviceInfo): Promise<Filter>;
+  set(spec: native.FilterSpec, dev: DeviceInfo, fault: FaultSpec): Promise<Filter>;
   /** Removes the filters the key names; how many. */
   delete(key: BackendKey): Promise<number>;
   list(): Filter[];
@@ -47,4 +48,23 @@ export interface Backend {
   clear(): Promise<number>;
   /** Ends every fault whose TTL has passed (backends the kernel does not expire); how many. */
   restoreExpired(): Promise<number>;
+}
+
+/**
+ * A backend whose faults the kernel does not end by itself (dm tables, block error
+ * injection rules, io.max lines): its state is persisted in the state dir before each
+ * change, and the agent, or the watchdog when the agent is gone, restores each fault
+ * at its deadline with this same code.
+ */
+export interface PersistedBackend extends Backend {
+  /** Whether it works here; the answer is kept for capability(). */
+  probe(): Promise<BackendCapability>;
+  /** Whether this filter id is one of its faults. */
+  owns(id: number): boolean;
+  /** Its fault on this device, if any (backends keep off each other's devices). */
+  faultOn(dev: { major: number; minor: number }): { id: number } | undefined;
+  /** Whether any of its faults has a deadline (the watchdog runs while one does). */
+  hasDeadlines(): boolean;
+  /** Ms to its nearest deadline (Infinity: none). */
+  nextDeadlineMs(): number;
 }

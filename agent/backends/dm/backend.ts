@@ -15,7 +15,8 @@ import { DeviceInfo, resolveDevice } from '../../devices';
 import { precondition, RpcError } from '../../errors';
 import type { Logger } from '../../log';
 import { deviceRef } from '../../wire';
-import type { Backend, BackendKey } from '../types';
+import { EIO, FaultSpec, faultToWire } from '../../faults';
+import type { BackendKey, PersistedBackend } from '../types';
 import { Dmsetup, DmsetupError } from './dmsetup';
 import { Clock, deadlineIn, DmFault, remainingMs, StateDir } from './state';
 import { faultedTable, faultRanges, normalize, notLinear, parseTable, TableError } from './table';
@@ -35,7 +36,7 @@ export interface DmOptions {
 
 export const NOT_COUNTED = 'not counted: dm filters have no per-I/O counters yet (the table fails the I/O, no program sees it)';
 
-export class DmBackend implements Backend {
+export class DmBackend implements PersistedBackend {
   readonly name = 'dm' as const;
   private cap: BackendCapability = { backend: 'BACKEND_DM', available: false, reason: 'not probed yet', detail: '' };
   private readonly reported = new Set<string>();
@@ -97,11 +98,11 @@ export class DmBackend implements Backend {
     return this.o.state.fault(name)?.original ?? (await this.o.dm.table(name));
   }
 
-  async refusal(spec: native.FilterSpec, dev: DeviceInfo): Promise<string | null> {
-    return (await this.plan(spec, dev)).refusal ?? null;
+  async refusal(spec: native.FilterSpec, dev: DeviceInfo, fault: FaultSpec): Promise<string | null> {
+    return (await this.plan(spec, dev, fault)).refusal ?? null;
   }
 
-  private async plan(spec: native.FilterSpec, dev: DeviceInfo): Promise<{ refusal?: string; name?: string; original?: string; faulted?: string }> {
+  private async plan(spec: native.FilterSpec, dev: DeviceInfo, fault: FaultSpec): Promise<{ refusal?: string; name?: string; original?: string; faulted?: string }> {
     const name = this.dmName(dev);
     if (!name) return { refusal: `${dev.name} (${dev.major}:${dev.minor}) is not a device-mapper device: the dm backend faults dm devices (LVM LVs, or a device wrapped with \`iofilterctl wrap\`)` };
     if (!this.cap.available) return { refusal: `dm backend unavailable: ${this.cap.reason}` };
@@ -122,13 +123,13 @@ export class DmBackend implements Backend {
       return { refusal: nl + (below.length ? `; the device below it (${below.join(', ')}) could be faulted instead` : '') };
     }
     const ranges = spec.ranges.length ? spec.ranges : [{ start: 0n, end: dev.size - 1n, ops: spec.wholeOps ?? [] }];
-    const fr = faultRanges(ranges, this.o.release);
+    const fr = faultRanges(ranges, this.o.release, fault);
     if (typeof fr === 'string') return { refusal: fr };
     return { name, original, faulted: faultedTable(segs, fr) };
   }
 
-  async set(spec: native.FilterSpec, dev: DeviceInfo): Promise<Filter> {
-    const p = await this.plan(spec, dev);
+  async set(spec: native.FilterSpec, dev: DeviceInfo, fault: FaultSpec = EIO): Promise<Filter> {
+    const p = await this.plan(spec, dev, fault);
     if (p.refusal) throw precondition(`backend dm: ${p.refusal}`);
     const name = p.name!;
     const before = this.o.state.fault(name);
@@ -144,6 +145,7 @@ export class DmBackend implements Backend {
       whole: !spec.ranges.length,
       deadline: spec.ttlMs ? deadlineIn(spec.ttlMs, this.o.clock) : null,
       createdUnixMs: this.o.clock.realtimeMs(),
+      fault: faultToWire(fault),
     };
     if (f.whole) f.ranges = [{ start: '0', end: String(dev.size - 1n), ops: spec.wholeOps ?? [] }];
     this.o.state.putFault(f); // before the swap: a crash from here on still knows the original
@@ -250,6 +252,14 @@ export class DmBackend implements Backend {
     return n;
   }
 
+  owns(id: number): boolean {
+    return this.o.state.faults().some((f) => f.id === id);
+  }
+
+  hasDeadlines(): boolean {
+    return this.o.state.faults().some((f) => f.deadline);
+  }
+
   /** Ms to the nearest deadline (Infinity: none). */
   nextDeadlineMs(): number {
     const left = this.o.state.faults().filter((f) => f.deadline).map((f) => remainingMs(f.deadline!, this.o.clock));
@@ -289,6 +299,7 @@ export class DmBackend implements Backend {
       backend: 'BACKEND_DM',
       dm: { name: f.name, originalTable: f.original, table: f.faulted },
       notCounted: NOT_COUNTED,
+      fault: f.fault ?? faultToWire(EIO),
     };
   }
 }

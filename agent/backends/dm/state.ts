@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Op } from '../../../native';
+import type { Fault } from '../../../proto/gen/iofilter/v1/Fault';
 
 /** A deadline that survives clock steps: CLOCK_BOOTTIME within one boot; a new boot has no dm faults left. */
 export interface Deadline {
@@ -26,6 +27,8 @@ export interface DmFault {
   whole: boolean;
   deadline: Deadline | null;
   createdUnixMs: number;
+  /** What the segments do (absent in records of agents before fault kinds: error EIO). */
+  fault?: Fault;
 }
 
 export interface Wrapped {
@@ -121,6 +124,22 @@ export class StateDir {
     syncDir(this.dir);
   }
 
+  /**
+   * Records of another persisted backend: `<kind>-<key>.json` (kind: [a-z]+, not
+   * "fault" or "wrap", which are dm's), written the same crash-safe way.
+   */
+  records<T>(kind: string): T[] {
+    return this.names(new RegExp(`^${kind}-(.+)\\.json$`)).map((f) => this.read<T>(f));
+  }
+  putRecord(kind: string, key: string, rec: object): void {
+    this.ensure();
+    atomicWrite(path.join(this.dir, `${kind}-${key}.json`), JSON.stringify(rec, null, 1) + '\n');
+  }
+  removeRecord(kind: string, key: string): void {
+    fs.rmSync(path.join(this.dir, `${kind}-${key}.json`), { force: true });
+    syncDir(this.dir);
+  }
+
   wrapped(): Wrapped[] {
     return this.names(WRAP).map((f) => this.read<Wrapped>(f));
   }
@@ -133,12 +152,14 @@ export class StateDir {
     syncDir(this.dir);
   }
 
-  /** The next dm filter id (persisted, so ids stay unique across restarts). */
+  /** The next filter id of the persisted backends (persisted, so ids stay unique across restarts). */
   nextId(): number {
     this.ensure();
     const file = path.join(this.dir, 'next-id');
     const n = fs.existsSync(file) ? Number(fs.readFileSync(file, 'utf8')) : DM_ID_BASE;
-    const used = Math.max(n, ...this.faults().map((f) => f.id + 1));
+    // every backend's records carry their filter's id
+    const ids = this.names(/\.json$/).map((f) => Number(this.read<{ id?: unknown }>(f).id)).filter((x) => Number.isInteger(x));
+    const used = Math.max(n, ...ids.map((x) => x + 1));
     const id = used >= 0xffff_ffff ? DM_ID_BASE : used;
     atomicWrite(file, `${id + 1}\n`);
     return id;

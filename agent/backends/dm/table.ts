@@ -14,7 +14,14 @@
 //   the flush half of any REQ_PREFLUSH write, fails). Reads pass. With `error_reads`
 //   (6.4+) it fails reads and passes the rest. With no feature, 6.1 fails everything but
 //   7.2 fails nothing: features are always named.
+// - Beyond EIO (issue 21): `delay` holds each bio by direction (reads, writes and
+//   discards, flushes: three delays); flakey `drop_writes` completes every WRITE-direction
+//   bio without sending it and passes reads; `corrupt_bio_byte N r|w V 0` sets byte N of
+//   each read's data after it completes, or of each write's before it is sent (6.5+
+//   copies the write first: before, it changed the writer's own page), and
+//   `random_read_corrupt`/`random_write_corrupt P` (6.5+) corrupt P bios per billion.
 import type { Op } from '../../../native';
+import type { FaultSpec } from '../../faults';
 
 export interface Segment {
   start: bigint;
@@ -23,8 +30,8 @@ export interface Segment {
   args: string[];
 }
 
-/** A segment's fault target: what a faulted range maps to. Issue 21 adds delay, drop, corrupt. */
-export type FaultTarget = { kind: 'error' } | { kind: 'flakey'; features: string[] };
+/** A segment's fault target: what a faulted range maps to. */
+export type FaultTarget = { kind: 'error' } | { kind: 'flakey'; features: string[] } | { kind: 'delay'; readMs: number; writeMs: number; flushMs: number };
 
 export interface FaultRange {
   start: bigint; // in the dm device's own sectors, inclusive
@@ -77,8 +84,16 @@ export function kernelVersion(release: string): [number, number] {
   return m ? [Number(m[1]), Number(m[2])] : [0, 0];
 }
 
-/** The fault target that fails exactly `ops`, or the reason none does on this kernel. */
-export function targetFor(ops: Op[], release: string): FaultTarget | string {
+const atLeast = (release: string, maj: number, min: number) => {
+  const [a, b] = kernelVersion(release);
+  return a > maj || (a === maj && b >= min);
+};
+
+/** The target that does `fault` to exactly `ops`, or the reason none does on this kernel. */
+export function targetFor(ops: Op[], release: string, fault?: FaultSpec): FaultTarget | string {
+  if (fault && fault.kind !== 'error') return kindTarget(fault, release);
+  if (fault && fault.status.tag !== 'IOERR')
+    return `error status ${fault.status.errno}: device-mapper's targets fail with EIO only; other statuses need the blkinject backend (the kernel's block error injection, Linux 7.2+ with CONFIG_BLK_ERROR_INJECTION)`;
   const s = set(ops);
   if (s === ERROR_OPS) return { kind: 'error' };
   if (s === WRITE_OPS) return { kind: 'flakey', features: ['error_writes'] };
@@ -90,12 +105,34 @@ export function targetFor(ops: Op[], release: string): FaultTarget | string {
   return `ops ${ops.join(',')}: no device-mapper target fails exactly these; ${SERVED}`;
 }
 
+/** Delay, drop-writes and corrupt: one target for the whole filter (its ops are the kind's own). */
+function kindTarget(f: Exclude<FaultSpec, { kind: 'error' }>, release: string): FaultTarget | string {
+  switch (f.kind) {
+    case 'delay':
+      return { kind: 'delay', readMs: f.readMs, writeMs: f.writeMs, flushMs: f.flushMs };
+    case 'drop-writes':
+      return { kind: 'flakey', features: ['drop_writes'] };
+    case 'corrupt': {
+      const dir = f.direction === 'write' ? 'w' : 'r';
+      if (f.perBillion) {
+        if (!atLeast(release, 6, 5)) return `corrupt per_billion: dm-flakey random_${f.direction}_corrupt needs Linux 6.5 or later, this kernel is ${release}`;
+        return { kind: 'flakey', features: [`random_${f.direction}_corrupt`, String(f.perBillion)] };
+      }
+      if (f.direction === 'write' && !atLeast(release, 6, 5))
+        return `corrupt writes: before Linux 6.5 dm-flakey changes the writer's own buffer and page cache in place (this kernel is ${release}), so what is read back would not show the corruption the disk got; corrupt reads instead`;
+      return { kind: 'flakey', features: ['corrupt_bio_byte', String(f.byte), dir, String(f.value), '0'] };
+    }
+    case 'throttle':
+      return 'throttle: device-mapper does not throttle; the throttle backend (cgroup v2 io.max) does, for a cgroup';
+  }
+}
+
 /** The ranges as fault ranges, sorted, overlapping ones of the same target merged; or the reason. */
-export function faultRanges(ranges: { start: bigint; end: bigint; ops: Op[] }[], release: string): FaultRange[] | string {
+export function faultRanges(ranges: { start: bigint; end: bigint; ops: Op[] }[], release: string, fault?: FaultSpec): FaultRange[] | string {
   const out: FaultRange[] = [];
   const sorted = ranges.map((r, i) => ({ ...r, i })).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   for (const r of sorted) {
-    const t = targetFor(r.ops, release);
+    const t = targetFor(r.ops, release, fault);
     if (typeof t === 'string') return `ranges[${r.i}] (${r.start}-${r.end}) ${t}`;
     const last = out[out.length - 1];
     if (last && r.start <= last.end + 1n && sameTarget(last.target, t)) {
@@ -113,6 +150,8 @@ const sameTarget = (a: FaultTarget, b: FaultTarget) => JSON.stringify(a) === JSO
 
 function render(t: FaultTarget, dev: string, off: bigint): string {
   if (t.kind === 'error') return 'error';
+  // the 9-argument form (read, write, flush apart) is in dm-delay since 1.3 (5.x): 5.10 has it
+  if (t.kind === 'delay') return ['delay', ...[t.readMs, t.writeMs, t.flushMs].flatMap((ms) => [dev, String(off), String(ms)])].join(' ');
   return ['flakey', dev, String(off), '0', '1', String(t.features.length), ...t.features].join(' ');
 }
 
