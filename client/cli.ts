@@ -12,6 +12,7 @@ import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
 import { UsageError } from './errors';
+import { FAULT_HELP, faultFromWords, FaultWords } from './faults';
 import type { IoFilterClient } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
 import { HostResult, runFleet } from './fleet';
@@ -144,16 +145,23 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .option('--max-failures <k>', 'fail only the first K matching I/Os')
     .option('--events <n>', 'kernel events for `watch`: at most N per second (default 1000; 0: none)')
     .option('--events-spared', 'also emit events for matching I/O spared by --probability or --max-failures')
-    .addOption(new Option('--backend <backend>', 'what fails the I/O: auto (bpf when an enforcing mode is attached, else dm on a dm device), bpf, dm').choices(['auto', 'bpf', 'dm']).default('auto'));
+    .addOption(new Option('--backend <backend>', 'what serves the filter: auto (bpf for EIO when an enforcing mode is attached, else the first backend that can do it exactly), bpf, dm, blkinject, throttle').choices(['auto', 'bpf', 'dm', 'blkinject', 'throttle']).default('auto'))
+    .option('--error <status>', FAULT_HELP.error)
+    .option('--delay <delay>', FAULT_HELP.delay)
+    .option('--throttle <limits>', FAULT_HELP.throttle)
+    .option('--drop-writes', FAULT_HELP.dropWrites)
+    .option('--corrupt <how>', FAULT_HELP.corrupt);
   for (const op of OP_NAMES) set.option(`--${opWord(op)}`, `fail ${opWord(op).replace('-', ' ')} I/O`);
   addScopeOptions(set);
-  type SetOpts = { backend: string; file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; events?: string; eventsSpared?: boolean; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
+  type SetOpts = FaultWords & { backend: string; file?: string; range: string[]; ttl?: string; probability?: string; maxFailures?: string; events?: string; eventsSpared?: boolean; cgroup?: string; cgroupId?: string; pid?: string } & Record<string, unknown>;
   set.action((dev: string | undefined, o: SetOpts) => {
     const target = setTarget(dev, o.file, o.range.length > 0);
     // commander camel-cases flags: --write-zeroes -> writeZeroes
     const ops = OP_NAMES.filter((op) => o[opWord(op).replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase())]).map(opToWire);
-    if (!ops.length) throw new UsageError('set: select at least one operation: --read, --write, --flush, --discard, --write-zeroes');
-    const req: SetFilterRequest = { ...target, ...scopeFields(o) };
+    const fault = faultFromWords(o);
+    // delay, throttle, drop-writes and corrupt act on their own ops; error needs them chosen
+    if (!ops.length && (!fault || fault.error)) throw new UsageError('set: select at least one operation: --read, --write, --flush, --discard, --write-zeroes');
+    const req: SetFilterRequest = { ...target, ...scopeFields(o), ...(fault && { fault }) };
     if (o.range.length) req.ranges = o.range.map((r) => ({ ...parseRange(r), ops }));
     else req.wholeDeviceOps = ops;
     if (o.ttl !== undefined) {

@@ -8,6 +8,7 @@ import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest
 import { OP_NAMES, opFromWord, opToWire, opWord } from '../proto/names';
 import { checkDevice, filterTarget, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, TargetNames } from './args';
 import { UsageError } from './errors';
+import { FAULT_KEYS, faultFromWords, FaultWords } from './faults';
 import { normalizeHost } from './hosts';
 import { ScopeFlags, scopeFields, ScopeNames, targetKey, targetText } from './scope';
 
@@ -245,7 +246,7 @@ class Reader {
   }
 
   filter(n: Node | null, key: string): StepFilter {
-    const m = this.map(n, key, ['device', 'file', 'cgroup', 'cgroupId', 'pid', 'ops', 'ranges', 'ttl', 'probability', 'maxFailures', 'events', 'eventsSpared']);
+    const m = this.map(n, key, ['device', 'file', 'cgroup', 'cgroupId', 'pid', 'ops', 'ranges', 'ttl', 'probability', 'maxFailures', 'events', 'eventsSpared', 'backend', ...FAULT_KEYS]);
     // each value is checked where it is written, then how they combine where the filter is
     const value = (k: string, what: string, check: (v: string) => unknown): string | undefined => {
       if (!m.has(k)) return undefined;
@@ -262,15 +263,32 @@ class Reader {
       pid: value('pid', 'a pid', (c) => scopeFields({ pid: c }, PLAN_SCOPE)),
     };
     const scope = this.parse(n, key, () => scopeFields(flags, PLAN_SCOPE));
-    if (!m.has('ops')) this.fail(n, `${key}: \`ops\` is missing (${OP_NAMES.map(opWord).join(', ')})`);
-    const ops = this.list(m.get('ops')!, `${key}.ops`).map((o, j) => {
+    // the fault kind, spelled as `set` takes it: error: enospc, delay: 50ms, dropWrites: true, ...
+    const words: FaultWords = {};
+    for (const k of FAULT_KEYS) {
+      if (!m.has(k)) continue;
+      if (k === 'dropWrites') {
+        const v = this.scalar(m.get(k)!, `${key}.${k}`, 'true');
+        if (v !== true) this.fail(m.get(k), `${key}.dropWrites: expected true (leave it out otherwise)`);
+        words.dropWrites = true;
+      } else words[k] = String(this.scalar(m.get(k)!, `${key}.${k}`, 'a string'));
+    }
+    const fault = this.parse(n, key, () => faultFromWords(words, (k) => `${key}.${k}`));
+    const ownOps = !!fault && !fault.error;
+    if (!m.has('ops') && !ownOps) this.fail(n, `${key}: \`ops\` is missing (${OP_NAMES.map(opWord).join(', ')})`);
+    const ops = (m.has('ops') ? this.list(m.get('ops')!, `${key}.ops`) : []).map((o, j) => {
       const w = this.str(o, `${key}.ops[${j}]`);
       const op = opFromWord(w.replace('_', '-'));
       if (!op) this.fail(o, `${key}.ops[${j}]: unknown operation "${w}" (${OP_NAMES.map(opWord).join(', ')})`);
       return opToWire(op);
     });
-    if (!ops.length) this.fail(m.get('ops'), `${key}.ops: select at least one operation`);
-    const request: SetFilterRequest = { ...target, ...scope };
+    if (!ops.length && !ownOps) this.fail(m.get('ops'), `${key}.ops: select at least one operation`);
+    const request: SetFilterRequest = { ...target, ...scope, ...(fault && { fault }) };
+    if (m.has('backend')) {
+      const b = this.str(m.get('backend')!, `${key}.backend`, 'a backend');
+      if (!['auto', 'bpf', 'dm', 'blkinject', 'throttle'].includes(b)) this.fail(m.get('backend'), `${key}.backend: "${b}" is not one of auto, bpf, dm, blkinject, throttle`);
+      if (b !== 'auto') request.backend = `BACKEND_${b.toUpperCase()}` as SetFilterRequest['backend'];
+    }
     if (m.has('ranges')) {
       const ranges = this.list(m.get('ranges')!, `${key}.ranges`).map((r, j) => ({
         ...this.parse(r, `${key}.ranges[${j}]`, () => parseRange(String(this.scalar(r, `${key}.ranges[${j}]`, 'START-END')))),

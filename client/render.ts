@@ -1,5 +1,6 @@
 // How results look to people: one `host:`-prefixed line (or block) per host, status
 // filters as a table, and the summary line. --json bypasses all of this.
+import { describeFault } from '../proto/faults';
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
@@ -38,6 +39,11 @@ export function backendWord(b?: string | null): string {
   return b && b !== 'BACKEND_UNSPECIFIED' ? b.replace(/^BACKEND_/, '').toLowerCase() : '';
 }
 
+/** "error EIO" also for agents that do not say (before fault kinds). */
+const faultWord = (f: Filter__Output) => describeFault(f.fault);
+/** Said in a filter's line only when it is not plain EIO, the oldest and commonest. */
+const faultNote = (f: Filter__Output) => (faultWord(f) === 'error EIO' ? '' : `; ${faultWord(f)}`);
+
 export function describeFilter(f: Filter__Output): string {
   const ranges = f.wholeDevice
     ? `whole device ${f.ranges[0]?.ops.map(wireOpWord).join(',')}`
@@ -46,7 +52,7 @@ export function describeFilter(f: Filter__Output): string {
   const scope = cgroupText(f.cgroup);
   // bpf is the default and the oldest agents' only backend: named only when another serves
   const b = backendWord(f.backend);
-  return `${deviceName(f.device)}${f.file ? `, file ${f.file}` : ''}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}${b && b !== 'bpf' ? `; backend ${b}${f.dm ? ` (${f.dm.name}${f.notCounted ? ', not counted' : ''})` : ''}` : ''}`;
+  return `${deviceName(f.device)}${f.file ? `, file ${f.file}` : ''}${scope ? `, cgroup ${scope}` : ''}: ${ranges}; ttl ${ttl(f)}${x ? '; ' + x : ''}${f.id ? `; filter ${f.id}` : ''}${b && b !== 'bpf' ? `; backend ${b}${f.dm ? ` (${f.dm.name}${f.notCounted ? ', not counted' : ''})` : ''}` : ''}${faultNote(f)}`;
 }
 
 /** A SetFilter answer: the filter as stored, then each warning of the agent. */
@@ -100,7 +106,7 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
   }
   const observe = st.state?.mode === 'MODE_OBSERVE';
   const t = new Table({
-    head: ['id', 'device', 'cgroup', 'ranges (sectors)', 'ops', 'matched', observe ? 'would fail' : 'failed', 'ttl left', 'limits'],
+    head: ['id', 'device', 'cgroup', 'ranges (sectors)', 'ops', 'fault', 'matched', observe ? 'would fail' : 'failed', 'ttl left', 'limits'],
     style: { head: [], border: [], compact: true },
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
@@ -112,6 +118,7 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
         i === 0 ? cgroupText(f.cgroup) ?? 'any' : '',
         f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
         r.ops.map(wireOpWord).join(','),
+        i === 0 ? faultWord(f) : '',
         f.notCounted ? 'not counted' : r.matched,
         f.notCounted ? 'not counted' : r.failed,
         i === 0 ? ttl(f) : '',

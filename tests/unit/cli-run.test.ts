@@ -66,9 +66,9 @@ test('status renders filters as a table with counters and TTL', async () => {
   try {
     const io = capture();
     expect(await runCli(['--host', withFilters.address, 'status'], io)).toBe(0);
-    expect(io.stdout).toMatch(/│ id\s+│ device\s+│ cgroup\s+│ ranges \(sectors\)\s+│ ops\s+│ matched\s+│ failed\s+│ ttl left/);
-    expect(io.stdout).toMatch(/│\s+│ nvme0n1p2 \(259:2\)\s+│ any\s+│ 0-2047\s+│ write\s+│ 12\s+│ 12\s+│ 9m41s/);
-    expect(io.stdout).toMatch(/│\s+│\s+│\s+│ 100000-100511\s+│ read,write\s+│ 0\s+│ 0\s+│/);
+    expect(io.stdout).toMatch(/│ id\s+│ device\s+│ cgroup\s+│ ranges \(sectors\)\s+│ ops\s+│ fault\s+│ matched\s+│ failed\s+│ ttl left/);
+    expect(io.stdout).toMatch(/│\s+│ nvme0n1p2 \(259:2\)\s+│ any\s+│ 0-2047\s+│ write\s+│ error EIO\s+│ 12\s+│ 12\s+│ 9m41s/);
+    expect(io.stdout).toMatch(/│\s+│\s+│\s+│ 100000-100511\s+│ read,write\s+│\s+│ 0\s+│ 0\s+│/);
   } finally {
     stopFakeAgents([withFilters]);
   }

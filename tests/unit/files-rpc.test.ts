@@ -168,9 +168,9 @@ describe('iofilterctl set --file', () => {
     expect(set).toMatchObject({ code: 0, out: [`set loop0p1 (7:1), file ${A}: 16-31 read; 80-87 read; ttl 10m0s; filter ${id}`] });
     const st = await ctl('status');
     const esc = A.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-    expect(st.raw).toMatch(new RegExp(`│ ${id}\\s+│ loop0p1 \\(7:1\\)\\s+│ any\\s+│ 16-31\\s+│ read\\s+│ 0\\s+│ 0\\s+│ 10m0s\\s+│`));
+    expect(st.raw).toMatch(new RegExp(`│ ${id}\\s+│ loop0p1 \\(7:1\\)\\s+│ any\\s+│ 16-31\\s+│ read\\s+│ error EIO\\s+│ 0\\s+│ 0\\s+│ 10m0s\\s+│`));
     expect(st.raw).toMatch(new RegExp(`│\\s+│ file ${esc}\\s+│\\s+│\\s+│`));
-    expect(st.raw).toMatch(/│\s+│\s+│\s+│ 80-87\s+│ read\s+│ 0\s+│ 0\s+│\s+│/);
+    expect(st.raw).toMatch(/│\s+│\s+│\s+│ 80-87\s+│ read\s+│\s+│ 0\s+│ 0\s+│\s+│/);
     const json = JSON.parse((await ctl('--json', 'set', '--file', B, '--write')).raw);
     expect(json.value.filter).toMatchObject({ file: B, device: { name: 'loop0p1' } });
   });
