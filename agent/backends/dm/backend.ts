@@ -5,6 +5,7 @@
 // and TTL load the original table back byte for byte, unless someone else changed the
 // table meanwhile (then FAILED_PRECONDITION with both tables, nothing overwritten).
 // The agent and the watchdog run this same code.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as native from '../../../native';
@@ -32,6 +33,15 @@ export interface DmOptions {
   devDir?: string;
   /** Called after a fault with a deadline is in force (the agent starts the watchdog). */
   onFault?: () => void;
+  /** Loads a kernel module: null when loaded, else why not (tests substitute). */
+  modprobe?: (module: string) => Promise<string | null>;
+}
+
+/** modprobe MODULE, bounded: stock kernels build device-mapper as a module (dm-mod). */
+export function modprobe(module: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    execFile('modprobe', [module], { timeout: 10_000 }, (err, _out, stderr) => resolve(err ? (String(stderr).trim() || err.message).split('\n')[0] : null));
+  });
 }
 
 export const NOT_COUNTED = 'not counted: dm filters have no per-I/O counters yet (the table fails the I/O, no program sees it)';
@@ -49,9 +59,14 @@ export class DmBackend implements PersistedBackend {
 
   /** Whether device-mapper works here and which fault targets it has. */
   async probe(): Promise<BackendCapability> {
-    if (!fs.existsSync(path.join(this.sysfs, 'class', 'misc', 'device-mapper'))) {
-      this.cap = { backend: 'BACKEND_DM', available: false, reason: 'no device-mapper in this kernel: CONFIG_BLK_DEV_DM is off, or dm-mod is not loaded (modprobe dm-mod)', detail: '' };
-      return this.cap;
+    const misc = path.join(this.sysfs, 'class', 'misc', 'device-mapper');
+    if (!fs.existsSync(misc)) {
+      // a module on stock kernels: load it, as dmsetup's users would
+      const why = await (this.o.modprobe ?? modprobe)('dm-mod');
+      if (why !== null || !fs.existsSync(misc)) {
+        this.cap = { backend: 'BACKEND_DM', available: false, reason: `no device-mapper in this kernel: CONFIG_BLK_DEV_DM is off, and modprobe dm-mod failed: ${why ?? 'loaded, but no device-mapper misc device appeared'}`, detail: '' };
+        return this.cap;
+      }
     }
     if (!fs.existsSync(path.join(this.o.devDir ?? '/dev', 'mapper', 'control'))) {
       this.cap = { backend: 'BACKEND_DM', available: false, reason: 'no /dev/mapper/control (device-mapper is in the kernel: create the node with `dmsetup mknodes`)', detail: '' };
