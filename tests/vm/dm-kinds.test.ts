@@ -31,7 +31,7 @@ const STATE = '/dev/shm/iofilter-state';
 const AGENT = ['--attach', 'none', '--state-dir', STATE];
 const DM = 'DM_DISABLE_UDEV=1 dmsetup --noudevsync';
 // no udev in the guest: LVM makes its own nodes, and scans devices itself
-const LVM = `lvm --config 'devices { obtain_device_list_from_udev = 0 use_devicesfile = 0 } activation { udev_sync = 0 udev_rules = 0 }'`;
+const lvm = (cmd: string) => `${cmd.split(' ')[0]} --config 'devices { obtain_device_list_from_udev = 0 use_devicesfile = 0 } activation { udev_sync = 0 udev_rules = 0 }' ${cmd.split(' ').slice(1).join(' ')}`;
 const LV = '/dev/mapper/iofvg-data';
 const NAME = 'iofvg-data';
 const [maj, min] = kernelVersion(SERIES);
@@ -44,11 +44,13 @@ d(`VM fault kinds on the dm backend, Linux ${KERNEL}`, () => {
 
   beforeAll(async () => {
     g = await Guest.boot(AGENT);
+    // stock kernels: ext4 is a module that mount(8) does not load here (built in on the test kernels)
+    await g.vm.exec('modprobe ext4');
     await g.vm.sh('mkdir -p /run/lvm /run/lock/lvm');
-    await g.vm.sh(`${LVM} pvcreate -ff -y ${g.disk} ${g.other} && ${LVM} vgcreate -y iofvg ${g.disk} ${g.other}`, 120_000);
+    await g.vm.sh(`${lvm(`pvcreate -ff -y ${g.disk} ${g.other}`)} && ${lvm(`vgcreate -y iofvg ${g.disk} ${g.other}`)}`, 120_000);
     // 12 MiB on the first PV, a 4 MiB LV after it, then 12 MiB more on the second: two segments
     await g.vm.sh(
-      `${LVM} lvcreate -y -Wn -Zn -n data -L 12M iofvg ${g.disk} && ${LVM} lvcreate -y -Wn -Zn -n pad -L 4M iofvg ${g.disk} && ${LVM} lvextend -y -L 24M iofvg/data ${g.other}`,
+      [`lvcreate -y -Wn -Zn -n data -L 12M iofvg ${g.disk}`, `lvcreate -y -Wn -Zn -n pad -L 4M iofvg ${g.disk}`, `lvextend -y -L 24M iofvg/data ${g.other}`].map(lvm).join(' && '),
       120_000,
     );
     original = await table();
@@ -58,7 +60,7 @@ d(`VM fault kinds on the dm backend, Linux ${KERNEL}`, () => {
 
   afterAll(async () => {
     await g?.client.clearFilters().catch(() => undefined);
-    await g?.vm.exec(`${LVM} vgremove -ff -y iofvg`).catch(() => undefined);
+    await g?.vm.exec(lvm('vgremove -ff -y iofvg')).catch(() => undefined);
     await g?.shutdown();
   }, 120_000);
 
@@ -108,6 +110,8 @@ d(`VM fault kinds on the dm backend, Linux ${KERNEL}`, () => {
     const wr = (sector: number) => g.vm.exec(`dd if=/dev/shm/new of=${LV} bs=8192 count=1 seek=${sector * 512} oflag=direct,seek_bytes conv=notrunc,fsync status=none`);
     const same = async (sector: number, file: string, skip = 0) =>
       (await g.vm.exec(`cmp -n 8192 <(dd if=${LV} bs=8192 count=1 skip=${sector * 512} iflag=direct,skip_bytes status=none) <(dd if=${file} bs=8192 count=1 skip=${skip} iflag=skip_bytes status=none)`)).code === 0;
+    expect(await same(4096, '/dev/shm/expect', 4096 * 512)).toBe(true); // the device holds what we think
+    expect(await same(4096, '/dev/shm/new')).toBe(false);
     await g.client.setFilter({ device: LV, ranges: [{ start: 4096, end: 4111 }], fault: { dropWrites: {} }, ttlMs: 600_000 });
     expect(await table()).toMatch(/^4096 16 flakey \S+ \d+ 0 1 1 drop_writes\s*$/m);
     expect(await wr(4096)).toMatchObject({ code: 0 }); // acknowledged, fsync included
