@@ -83,7 +83,7 @@ export class Backends {
       const cap = await b.probe();
       this.log.info({ backend: b.name, available: cap.available, reason: cap.reason || undefined, detail: cap.detail || undefined }, 'backend');
     }
-    if (!this.all.some((b) => b.list().length)) return;
+    if (!this.all.some((b) => b.list().length || b.unsettled?.())) return;
     await this.own();
     const n = await this.restoreExpired();
     if (n) this.log.info({ restored: n }, 'restored faults that expired while no agent ran');
@@ -141,7 +141,9 @@ export class Backends {
       if (other) throw precondition(`${dev.name} has a ${other.name} filter (id ${other.faultOn(dev)!.id}): delete it before setting a bpf filter`);
       return 'bpf';
     }
-    const tried = want === 'auto' ? this.all : this.all.filter((b) => b.name === want);
+    // an agent attached in observe mode keeps counting EIO filters on plain devices, as
+    // before: auto does not turn them into real faults through blkinject (ask by name)
+    const tried = want === 'auto' ? this.all.filter((b) => !(b.name === 'blkinject' && eio && bpf.attached)) : this.all.filter((b) => b.name === want);
     if (!tried.length) throw precondition(`backend ${want}: not served by this agent version`);
     const why: string[] = [];
     for (const b of tried) {

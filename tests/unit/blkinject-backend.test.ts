@@ -200,6 +200,26 @@ test('a crash in the middle of a change (record written, list half rebuilt): the
   expect(await next.restoreExpired()).toBe(0);
   expect(list()).toBe('2048:2057 op=READ,status=NOSPC,chance=1');
   expect(next.list().map((f) => f.device?.name)).toEqual(['loop0p1']);
+  expect(next.unsettled()).toBe(false);
+});
+
+test('a crash deleting the last filter, before removeall: nothing is listed, yet the state is unsettled and held (agent start, watchdog) until finished', async () => {
+  const { b, dev, mk, list, state } = setup();
+  await b.probe();
+  const p1 = dev('259:0');
+  await b.set(spec(p1, [{ start: 0n, end: 9n, ops: ['read'] }], { ttlMs: 0 }), p1, NOSPC);
+  // what delete writes before its removeall, and then the agent dies
+  const [rec] = state.records<{ filters: unknown[]; rules?: string[]; prior: unknown }>('blkinject');
+  state.putRecord('blkinject', '7:0', { ...rec, filters: [], prior: { filters: rec.filters, rules: [list()] } });
+  expect(list()).toBe('2048:2057 op=READ,status=NOSPC,chance=1'); // still in force
+  const next = mk();
+  await next.probe();
+  expect(next.list()).toEqual([]);
+  expect([next.unsettled(), next.hasDeadlines(), next.nextDeadlineMs()]).toEqual([true, true, 1000]);
+  await next.restoreExpired();
+  expect(list()).toBe('');
+  expect(state.records('blkinject')).toEqual([]);
+  expect([next.unsettled(), next.hasDeadlines()]).toEqual([false, false]);
 });
 
 test('TTL: only the expired filter ends; a deadline of another boot has passed; hasDeadlines and nextDeadlineMs for the watchdog', async () => {
@@ -275,6 +295,36 @@ test('service: auto serves ENOSPC and EIO on a plain disk with blkinject when no
     const why = await refusalOf(core.setFilter({ device: '259:0', ranges: [], wholeDeviceOps: ['OP_FLUSH'], ttlMs: '0', maxFailures: '0', fault: { error: { status: 'ERROR_STATUS_TIMEOUT' } } } as never));
     expect(why.message).toMatch(/^no backend can do error ETIMEDOUT on loop0p1 exactly as asked: bpf: .*EIO only.*dm: .*not a device-mapper device.*blkinject: .*cannot fail flushes.*What would work: the blkinject backend/);
     expect(kernel.read('loop0')).toBe('');
+  } finally {
+    core.close();
+  }
+});
+
+test('service, observe attached: auto keeps counting EIO on a plain disk with bpf (no real faults by surprise); other statuses go to blkinject', async () => {
+  const { kernel, sysfs } = setup();
+  const { debugfs, mounts } = fakeDebugfs();
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iof-blk-svc-'));
+  const cfg = resolveConfig({ listen: '127.0.0.1:0', attach: 'observe', pinDir: '/sys/fs/bpf/unused', stateDir });
+  const core = new IoFilterCore(cfg, pino({ level: 'silent' }), fakeKernel(), [], sysfs, undefined, {
+    clock,
+    release: '7.2.13',
+    sysfs,
+    debugfs,
+    blkFiles: kernel,
+    blkProbe: { mounts, lockdown: '/nonexistent' },
+    spawnWatchdog: () => 0,
+  });
+  try {
+    await core.start();
+    const e = await core.setFilter({ device: '259:0', ranges: [], wholeDeviceOps: ['OP_READ'], ttlMs: '0', maxFailures: '0' } as never);
+    expect(e.filter?.backend).toBe('BACKEND_BPF');
+    expect(kernel.read('loop0')).toBe('');
+    const n = await core.setFilter({ device: '259:1', ranges: [], wholeDeviceOps: ['OP_READ'], ttlMs: '0', maxFailures: '0', fault: { error: { status: 'ERROR_STATUS_NOSPC' } } } as never);
+    expect(n.filter?.backend).toBe('BACKEND_BLKINJECT');
+    const named = await core.setFilter({ device: '7:0', ranges: [{ start: '0', end: '7', ops: ['OP_READ'] }], wholeDeviceOps: [], ttlMs: '0', maxFailures: '0', backend: 'BACKEND_BLKINJECT' } as never);
+    expect(named.filter?.backend).toBe('BACKEND_BLKINJECT');
+    expect(kernel.read('loop0')).toBe('0:7 op=READ,status=IOERR,chance=1\n4096:6143 op=READ,status=NOSPC,chance=1\n');
+    await core.clearFilters();
   } finally {
     core.close();
   }

@@ -281,11 +281,17 @@ export class BlkinjectBackend implements PersistedBackend {
     return this.recs.filters().some((f) => f.id === id);
   }
 
+  unsettled(): boolean {
+    return this.recs.all().some((r) => r.prior);
+  }
+
+  /** A half-done change counts as a deadline: the watchdog stays to finish it (it may have been ending a TTL). */
   hasDeadlines(): boolean {
-    return this.recs.filters().some((f) => f.deadline);
+    return this.unsettled() || this.recs.filters().some((f) => f.deadline);
   }
 
   nextDeadlineMs(): number {
+    if (this.unsettled()) return 1000;
     const left = this.recs
       .filters()
       .filter((f) => f.deadline)
