@@ -20,7 +20,7 @@ import { flockLocker, isWatchdog, Locker, OwnerLock } from './dm/lock';
 import { Clock, DM_ID_BASE, StateDir, systemClock } from './dm/state';
 import { describeFault } from '../../proto/faults';
 import { EIO, FaultSpec, faultToWire } from '../faults';
-import { persistedBackends } from './persisted';
+import { PersistedDeps, persistedBackends } from './persisted';
 import { BACKEND_WIRE, backendFromWire, BackendName, PersistedBackend } from './types';
 import { Wrapper } from './wrap';
 
@@ -29,6 +29,10 @@ export interface BackendDeps {
   clock?: Clock;
   release?: string;
   sysfs?: string;
+  /** blkinject: debugfs mount point and test doubles (persisted.ts). */
+  debugfs?: string;
+  blkFiles?: PersistedDeps['blkFiles'];
+  blkProbe?: PersistedDeps['blkProbe'];
   /** Default: flock(1) on <stateDir>/owner/lock. */
   locker?: Locker;
   /** Starts the watchdog (tests substitute); default: dist/agent/watchdog.js, detached. */
@@ -67,7 +71,7 @@ export class Backends {
   ) {
     this.state = new StateDir(cfg.stateDir);
     const dm = deps.dmsetup ?? new Dmsetup(realExec());
-    const p = persistedBackends({ state: this.state, dmsetup: dm, clock: deps.clock ?? systemClock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, onFault: () => this.ensureWatchdog() });
+    const p = persistedBackends({ state: this.state, dmsetup: dm, clock: deps.clock ?? systemClock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, debugfs: deps.debugfs, blkFiles: deps.blkFiles, blkProbe: deps.blkProbe, onFault: () => this.ensureWatchdog() });
     this.dm = p.dm;
     this.all = p.all;
     this.wrapper = new Wrapper(dm, this.state, deps.sysfs);
@@ -79,7 +83,7 @@ export class Backends {
       const cap = await b.probe();
       this.log.info({ backend: b.name, available: cap.available, reason: cap.reason || undefined, detail: cap.detail || undefined }, 'backend');
     }
-    if (!this.all.some((b) => b.list().length)) return;
+    if (!this.all.some((b) => b.list().length || b.unsettled?.())) return;
     await this.own();
     const n = await this.restoreExpired();
     if (n) this.log.info({ restored: n }, 'restored faults that expired while no agent ran');
@@ -112,7 +116,7 @@ export class Backends {
     if (this.watchdogPid && alive(this.watchdogPid)) return;
     const spawnIt = this.deps.spawnWatchdog ?? spawnWatchdog;
     this.watchdogPid = spawnIt(this.cfg.stateDir);
-    this.log.info({ pid: this.watchdogPid, stateDir: this.cfg.stateDir }, 'watchdog started: dm TTLs hold without the agent');
+    this.log.info({ pid: this.watchdogPid, stateDir: this.cfg.stateDir }, 'watchdog started: dm and blkinject TTLs hold without the agent');
   }
 
   capabilities(): BackendCapability[] {
@@ -137,7 +141,9 @@ export class Backends {
       if (other) throw precondition(`${dev.name} has a ${other.name} filter (id ${other.faultOn(dev)!.id}): delete it before setting a bpf filter`);
       return 'bpf';
     }
-    const tried = want === 'auto' ? this.all : this.all.filter((b) => b.name === want);
+    // an agent attached in observe mode keeps counting EIO filters on plain devices, as
+    // before: auto does not turn them into real faults through blkinject (ask by name)
+    const tried = want === 'auto' ? this.all.filter((b) => !(b.name === 'blkinject' && eio && bpf.attached)) : this.all.filter((b) => b.name === want);
     if (!tried.length) throw precondition(`backend ${want}: not served by this agent version`);
     const why: string[] = [];
     for (const b of tried) {
@@ -154,10 +160,12 @@ export class Backends {
     if (want !== 'auto') throw precondition(`backend ${why[0]}`);
     // auto, nothing enforcing: an observe attach keeps serving EIO filters (it counts, fails nothing)
     if (eio && bpf.attached && !this.dm.dmName(dev)) return 'bpf';
-    throw precondition(
-      `no backend can do ${describeFault(faultToWire(fault))} on ${dev.name} exactly as asked: bpf: ${bpfWhy}; ${why.join('; ')}. ` +
-        'What would work: a kernel with error injection (attach fmod_ret or kprobe), or a dm device: an LVM LV, or `iofilterctl wrap DEV --name NAME` on an unmounted device',
-    );
+    const works =
+      fault.kind === 'error' && !eio
+        ? 'What would work: the blkinject backend, on a kernel with CONFIG_BLK_ERROR_INJECTION (Linux 7.2+; Debian sid 7.2 ships it off) and debugfs mounted: only the block layer itself ends a bio with another status'
+        : `What would work: a kernel with error injection (attach fmod_ret or kprobe)${fault.kind === 'error' ? ' or with block error injection (CONFIG_BLK_ERROR_INJECTION, Linux 7.2+)' : ''}, ` +
+          'or a dm device: an LVM LV, or `iofilterctl wrap DEV --name NAME` on an unmounted device';
+    throw precondition(`no backend can do ${describeFault(faultToWire(fault))} on ${dev.name} exactly as asked: bpf: ${bpfWhy}; ${why.join('; ')}. ${works}`);
   }
 
   /** The persisted backend called `name`. */

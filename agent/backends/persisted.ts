@@ -2,6 +2,9 @@
 // and for the watchdog, so a backend added here gets the state dir, the owner lock, the
 // watchdog and the restore at agent start without anything else to wire.
 import type { Logger } from '../log';
+import { BlkinjectBackend } from './blkinject/backend';
+import type { ProbeEnv } from './blkinject/capability';
+import type { InjectionFiles } from './blkinject/debugfs';
 import { DmBackend } from './dm/backend';
 import type { Dmsetup } from './dm/dmsetup';
 import type { Clock, StateDir } from './dm/state';
@@ -14,17 +17,24 @@ export interface PersistedDeps {
   release: string;
   log: Logger;
   sysfs?: string;
+  /** blkinject: where debugfs is mounted (default /sys/kernel/debug), and test doubles. */
+  debugfs?: string;
+  blkFiles?: InjectionFiles;
+  blkProbe?: Partial<ProbeEnv>;
   /** Called after a fault with a deadline is in force (the agent starts the watchdog). */
   onFault?: () => void;
 }
 
 export interface Persisted {
   dm: DmBackend;
+  blkinject: BlkinjectBackend;
   /** Every persisted backend, in the order `auto` tries them after bpf. */
   all: PersistedBackend[];
 }
 
 export function persistedBackends(d: PersistedDeps): Persisted {
   const dm = new DmBackend({ state: d.state, dm: d.dmsetup, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, onFault: d.onFault });
-  return { dm, all: [dm] };
+  const blkinject = new BlkinjectBackend({ state: d.state, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, debugfs: d.debugfs, files: d.blkFiles, probeEnv: d.blkProbe, onFault: d.onFault });
+  // auto tries dm first: on a dm device it serves EIO on any kernel
+  return { dm, blkinject, all: [dm, blkinject] };
 }

@@ -67,4 +67,6 @@ export interface PersistedBackend extends Backend {
   hasDeadlines(): boolean;
   /** Ms to its nearest deadline (Infinity: none). */
   nextDeadlineMs(): number;
+  /** Whether a change was left half done (a crash): the next owner must finish it even with no filter listed. */
+  unsettled?(): boolean;
 }

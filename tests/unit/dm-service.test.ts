@@ -31,6 +31,7 @@ function agent(fake: FakeDm, stateDir: string, attach: 'none' | 'observe' = 'non
     release: '6.1.0',
     sysfs: fake.sysfs,
     spawnWatchdog: (d) => (watchdogs.push(d), 0),
+    blkProbe: { mounts: '/dev/null' }, // no debugfs, whatever this host has
   });
   // the fake device-mapper's /dev tree
   (core.backends.dm.o as { devDir?: string }).devDir = fake.devDir;
@@ -89,11 +90,11 @@ test('observe attached: auto still picks dm on a dm device; an explicit bpf filt
   expect(fake.devs.get('vg-lv')!.live).toBe(ORIGINAL);
 });
 
-test('backends not served yet, and a dm refusal when dm is asked for by name', async () => {
+test('blkinject asked for by name without debugfs, and a dm refusal when dm is asked for by name', async () => {
   const { fake, dir } = setup();
   const { core } = agent(fake, dir);
   await core.start();
-  expect(await refusalOf(core.setFilter(req({ wholeDeviceOps: RW as never, backend: 'BACKEND_BLKINJECT' })))).toEqual({ code: 'FAILED_PRECONDITION', message: 'backend blkinject: not served by this agent version' });
+  expect(await refusalOf(core.setFilter(req({ wholeDeviceOps: RW as never, backend: 'BACKEND_BLKINJECT' })))).toEqual({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/^backend blkinject: blkinject unavailable: debugfs is not mounted at \/sys\/kernel\/debug \(mount -t debugfs none/) });
   expect(await refusalOf(core.setFilter(req({ wholeDeviceOps: RW as never, backend: 'BACKEND_DM', probability: 0.5 })))).toEqual({
     code: 'FAILED_PRECONDITION',
     message: expect.stringMatching(/^backend dm: probability 0.5/),

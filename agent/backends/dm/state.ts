@@ -157,8 +157,13 @@ export class StateDir {
     this.ensure();
     const file = path.join(this.dir, 'next-id');
     const n = fs.existsSync(file) ? Number(fs.readFileSync(file, 'utf8')) : DM_ID_BASE;
-    // every backend's records carry their filter's id
-    const ids = this.names(/\.json$/).map((f) => Number(this.read<{ id?: unknown }>(f).id)).filter((x) => Number.isInteger(x));
+    // every backend's records carry their filters' ids: at the top (dm), or per filter (blkinject's per-disk records)
+    const ids = this.names(/\.json$/)
+      .flatMap((f) => {
+        const r = this.read<{ id?: unknown; filters?: { id?: unknown }[] }>(f);
+        return [r.id, ...(Array.isArray(r.filters) ? r.filters.map((x) => x.id) : [])].map(Number);
+      })
+      .filter((x) => Number.isInteger(x));
     const used = Math.max(n, ...ids.map((x) => x + 1));
     const id = used >= 0xffff_ffff ? DM_ID_BASE : used;
     atomicWrite(file, `${id + 1}\n`);
