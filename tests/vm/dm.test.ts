@@ -143,7 +143,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
         const before = await g.vm.sh(`${DM} table iof-str`);
         const r = await refusalOf(g.client.setFilter({ device: '/dev/mapper/iof-str', wholeDeviceOps: [...RW], ttlMs: 60_000 }));
         expect(r.code).toBe(grpc.status.FAILED_PRECONDITION);
-        expect(r.details).toMatch(/no backend can fail I\/O on dm-\d+ exactly as asked: bpf: not attached.*dm: dm device iof-str maps sectors 0-2047 with target "striped".*device below it \(\/dev\/loop\d+, \/dev\/loop\d+\) could be faulted instead.*What would work/);
+        expect(r.details).toMatch(/no backend can do error EIO on dm-\d+ exactly as asked: bpf: not attached.*dm: dm device iof-str maps sectors 0-2047 with target "striped".*device below it \(\/dev\/loop\d+, \/dev\/loop\d+\) could be faulted instead.*What would work/);
         expect(await g.vm.sh(`${DM} table iof-str`)).toBe(before);
       } finally {
         await g.vm.sh(`${DM} remove iof-str`);
