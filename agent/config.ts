@@ -13,6 +13,8 @@ export interface AgentConfig {
   /** Where backends that the kernel does not expire (dm) persist faults and wrapped devices. */
   stateDir: string;
   attach: AttachOnStart;
+  /** Attach (in mode `attach`) at the first SetFilter, detach when the last filter is gone. */
+  attachOnDemand: boolean;
   maxDisks: number;
   logLevel: string;
   tls?: { cert: string; key: string; clientCa: string };
@@ -33,6 +35,7 @@ export const DEFAULTS: AgentConfig = {
   pinDir: DEFAULT_PIN_DIR,
   stateDir: '/var/lib/iofilter',
   attach: 'auto',
+  attachOnDemand: false,
   maxDisks: 1024,
   logLevel: 'info',
   insecure: false,
@@ -86,6 +89,7 @@ const SCHEMA = object({
     return v;
   },
   attach: oneOf(ATTACH),
+  attachOnDemand: bool,
   maxDisks: int(1, 1 << 20),
   logLevel: oneOf(LEVELS),
   tls: object({ cert: str, key: str, clientCa: str }, ['cert', 'key', 'clientCa']),
@@ -132,6 +136,8 @@ export function resolveConfig(...layers: Partial<AgentConfig>[]): AgentConfig {
       watch: { ...cfg.watch, ...(clean.watch ?? {}) },
     };
   }
+  if (cfg.attachOnDemand && cfg.attach === 'none')
+    throw new ConfigError('attachOnDemand needs a mode to attach in: attach must be auto, fmod_ret, kprobe or observe, not none');
   if (cfg.ttl.defaultMs > cfg.ttl.maxMs)
     throw new ConfigError(`ttl.defaultMs (${cfg.ttl.defaultMs}) exceeds ttl.maxMs (${cfg.ttl.maxMs})`);
   return cfg;

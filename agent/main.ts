@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     .option('--pin-dir <dir>', 'bpffs directory for the pinned program and maps (default /sys/fs/bpf/iofilter)')
     .option('--state-dir <dir>', 'where dm faults and wrapped devices are persisted (default /var/lib/iofilter)')
     .option('--attach <mode>', 'on start: auto | fmod_ret | kprobe | observe | none (default auto)')
+    .option('--attach-on-demand', 'attach (in the --attach mode) at the first SetFilter and detach when the last filter is gone')
     .option('--max-disks <n>', 'disks the filter map can hold (default 1024)', int)
     .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent')
     .option('--tls-cert <file>', 'server certificate (PEM)')
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
       pinDir: o.pinDir,
       stateDir: o.stateDir,
       attach: o.attach,
+      attachOnDemand: o.attachOnDemand,
       maxDisks: o.maxDisks,
       logLevel: o.logLevel,
       tls: tls as AgentConfig['tls'],

@@ -138,7 +138,7 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     DeleteFilter: unary((req) => core.deleteFilter(req)),
     Status: unary(() => core.status()),
     ClearFilters: unary(() => core.clearFilters()),
-    Watch: (call) => serveWatch(hub, call, sysfs),
+    Watch: (call) => serveWatch(hub, call, sysfs, cfg.attachOnDemand),
     Wrap: unary((req) => core.wrap(req.device, req.name)),
     Unwrap: unary((req) => core.unwrap(req.name)),
   };

@@ -29,6 +29,7 @@ import { modeFromWire } from '../proto/names';
 import { EIO, faultFromWire, faultToWire } from './faults';
 import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
+import { idleBpfCapability, notAttachedWhy, policyOf } from './ondemand';
 import { attachState, capabilityOf, deviceRef, filterOf, limitsOf } from './wire';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
@@ -104,6 +105,9 @@ export class IoFilterCore {
     if (adopted) {
       this.filterer = adopted;
       this.log.info({ mode: adopted.state.mode, pinDir: this.cfg.pinDir, filters: adopted.listFilters().length }, 'adopted pinned program and filters');
+      await this.settle(); // on demand: pins an earlier agent left without a filter are detached
+    } else if (this.cfg.attachOnDemand) {
+      this.log.info({ mode: this.cfg.attach }, 'attach on demand: the program is attached at the first SetFilter');
     } else if (this.cfg.attach !== 'none' && !this.attachError) {
       try {
         this.filterer = await this.kernel.attach({ mode: this.cfg.attach, lock: this.pinLock, maxDisks: this.cfg.maxDisks });
@@ -138,12 +142,42 @@ export class IoFilterCore {
   }
 
   private reap(): void {
-    void this.serial(() => {
+    void this.serial(async () => {
       const n = this.filterer?.reapExpired() ?? 0;
       if (n) this.log.info({ removed: n }, 'removed expired filters (the kernel had already stopped enforcing them)');
       this.reapMoved();
+      await this.settle();
       return this.backends.restoreExpired();
     }).catch((e) => this.log.error({ err: e.message }, 'reaping expired filters failed'));
+  }
+
+  /** On demand, before a bpf SetFilter: attach (with the self-test) if not attached. In the queue. */
+  private async attachOnDemand(): Promise<void> {
+    if (!this.cfg.attachOnDemand || this.filterer || !this.pinLock || this.cfg.attach === 'none') return;
+    const t0 = performance.now();
+    try {
+      this.filterer = await this.kernel.attach({ mode: this.cfg.attach, lock: this.pinLock, maxDisks: this.cfg.maxDisks });
+    } catch (e) {
+      this.attachError = (e as Error).message;
+      this.noteAttachFailure(e);
+      this.log.warn({ err: this.attachError }, `attach on demand (${this.cfg.attach}) failed`);
+      return; // the bpf backend is then unavailable, with this reason
+    }
+    this.attachError = '';
+    this.log.info({ mode: this.filterer.state.mode, hook: this.filterer.state.hook, ms: +(performance.now() - t0).toFixed(1) }, 'attached on demand');
+  }
+
+  /** On demand: no filter left (deleted, cleared, expired, or a SetFilter that did not stay): detach. In the queue. */
+  private async settle(): Promise<void> {
+    const f = this.filterer;
+    if (!this.cfg.attachOnDemand || !f || f.listFilters().length) return;
+    this.filterer = null;
+    try {
+      await f.detach();
+    } catch (e) {
+      throw fromNative(e, 'detach on demand');
+    }
+    this.log.info({}, 'detached on demand: no filter left');
   }
 
   /** Filters whose disk has another medium now (agent/identity.ts): removed, and logged. */
@@ -167,13 +201,12 @@ export class IoFilterCore {
   }
 
   private attached(): native.Filterer {
-    if (!this.filterer)
-      throw precondition(`not attached${this.attachError ? ` (${this.attachError})` : ''}: call Attach first`);
+    if (!this.filterer) throw precondition(notAttachedWhy(this.cfg, this.attachError));
     return this.filterer;
   }
 
   private state(): AttachState {
-    return attachState(this.filterer, this.cfg.pinDir);
+    return { ...attachState(this.filterer, this.cfg.pinDir), policy: policyOf(this.cfg) };
   }
 
   attach(req: AttachRequest__Output): Promise<AttachState> {
@@ -224,17 +257,24 @@ export class IoFilterCore {
       const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup, fault);
       if (file) spec.meta = { ...spec.meta, file };
       checkProtected(spec, dev, this.extents);
-      const backend = await this.backends.choose(req.backend, spec, dev, this.bpfView(), fault);
-      if (backend !== 'bpf') return { filter: await this.backends.backend(backend).set(spec, dev, fault), warnings };
-      const f = this.attached();
-      let info: native.FilterInfo;
+      // after validation (bad input attaches nothing), and only for what bpf may serve: EIO
+      const bpfMay = !['BACKEND_DM', 'BACKEND_BLKINJECT', 'BACKEND_THROTTLE'].includes(String(req.backend)) && fault.kind === 'error' && fault.status.tag === 'IOERR';
+      if (bpfMay) await this.attachOnDemand();
       try {
-        info = f.putFilter(spec);
-      } catch (e) {
-        throw fromNative(e, `SetFilter ${file || req.device}`);
+        const backend = await this.backends.choose(req.backend, spec, dev, this.bpfView(), fault);
+        if (backend !== 'bpf') return { filter: await this.backends.backend(backend).set(spec, dev, fault), warnings };
+        const f = this.attached();
+        let info: native.FilterInfo;
+        try {
+          info = f.putFilter(spec);
+        } catch (e) {
+          throw fromNative(e, `SetFilter ${file || req.device}`);
+        }
+        this.media.note(info);
+        return { filter: this.toFilter(info, dev), warnings };
+      } finally {
+        await this.settle(); // attached for a filter that went to dm or was refused: detached again
       }
-      this.media.note(info);
-      return { filter: this.toFilter(info, dev), warnings };
     });
   }
 
@@ -253,11 +293,13 @@ export class IoFilterCore {
     return this.serial(async () => {
       const viaDm = await this.deleteOnBackends(req);
       if (viaDm) return viaDm;
+      if (this.cfg.attachOnDemand && !this.filterer) return { existed: false, removed: 0 }; // idle: no filter to delete
       const f = this.attached();
       const t = deleteTarget(req);
       if ('id' in t) {
         const info = f.getFilter({ id: t.id });
         const removed = f.deleteFilter({ id: t.id });
+        await this.settle();
         return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
       }
       // a filter on a device that has since disappeared can still be deleted by number
@@ -274,6 +316,7 @@ export class IoFilterCore {
       if (!t.scope && !t.allScopes) refuseIfScoped(t.device, device, f.listFilters());
       const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
       const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
+      await this.settle();
       return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };
     });
   }
@@ -290,6 +333,7 @@ export class IoFilterCore {
         throw fromNative(e, 'ClearFilters');
       }
       this.log.info({ removed }, 'cleared every filter');
+      await this.settle();
       return { removed };
     });
   }
@@ -337,7 +381,7 @@ export class IoFilterCore {
     const f = this.filterer;
     const s = f?.state;
     const enforcing = !!s && s.mode !== 'observe' && !!s.selfTest?.passed;
-    const why = !f ? `not attached${this.attachError ? ` (${this.attachError})` : ''}: call Attach first` : s?.mode === 'observe' ? 'attached in observe mode (fails nothing)' : 'the hook self-test did not pass';
+    const why = !f ? notAttachedWhy(this.cfg, this.attachError) : s?.mode === 'observe' ? 'attached in observe mode (fails nothing)' : 'the hook self-test did not pass';
     return {
       attached: !!f,
       enforcing,
@@ -347,6 +391,7 @@ export class IoFilterCore {
   }
 
   private bpfCapability() {
+    if (this.cfg.attachOnDemand && !this.filterer && !this.attachError) return idleBpfCapability(this.cfg, this.caps);
     const v = this.bpfView();
     return { backend: 'BACKEND_BPF' as const, available: v.enforcing, reason: v.enforcing ? '' : v.why, detail: this.filterer ? `${this.filterer.state.mode} at ${this.filterer.state.hook}` : '' };
   }

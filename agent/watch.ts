@@ -101,7 +101,8 @@ export function toIoEvent(e: KernelEvent, names: DeviceNames): IoEvent {
 }
 
 /** The Watch handler: one watcher for the life of the call. */
-export function serveWatch(hub: EventHub, call: grpc.ServerWritableStream<WatchRequest__Output, WatchEvent>, sysfs = '/sys'): void {
+/** `onDemand`: the program is attached at the first SetFilter, so a stream may start before it. */
+export function serveWatch(hub: EventHub, call: grpc.ServerWritableStream<WatchRequest__Output, WatchEvent>, sysfs = '/sys', onDemand = false): void {
   const fail = (e: unknown) => {
     const err = e instanceof RpcError ? e : new RpcError(grpc.status.INTERNAL, (e as Error)?.message ?? String(e));
     call.emit('error', err);
@@ -109,7 +110,7 @@ export function serveWatch(hub: EventHub, call: grpc.ServerWritableStream<WatchR
   let watcher;
   try {
     const selector = compileSelector(call.request, sysfs);
-    if (hub.state === 'detached') throw precondition('not attached: call Attach first (a Watch stream then survives Detach and a new Attach)');
+    if (hub.state === 'detached' && !onDemand) throw precondition('not attached: call Attach first (a Watch stream then survives Detach and a new Attach)');
     if (hub.state === 'no-events') throw new RpcError(grpc.status.UNIMPLEMENTED, hub.unavailable);
     watcher = hub.subscribe(selector, {
       write: (m) => call.write(m),

@@ -64,8 +64,10 @@ export function setLines(r: SetFilterResponse__Output, c: Colors): string[] {
 const unproven = (s?: AttachState__Output | null) => !!s?.selfTest && !s.selfTest.passed && /^not run\b/.test(s.selfTest.detail);
 
 function stateLine(s?: AttachState__Output | null): string {
-  if (!s?.attached) return 'not attached';
-  return `attached ${wireModeWord(s.mode)} (${s.hook})${s.adopted ? ', adopted' : ''}${unproven(s) ? ', UNPROVEN (the self-test could not run)' : ''}`;
+  // the default policy (always attached) goes unsaid; on demand is said attached or not
+  const onDemand = s?.policy === 'ATTACH_POLICY_ON_DEMAND';
+  if (!s?.attached) return onDemand ? 'not attached (attach on demand: no filter)' : 'not attached';
+  return `attached ${wireModeWord(s.mode)} (${s.hook})${onDemand ? ' on demand' : ''}${s.adopted ? ', adopted' : ''}${unproven(s) ? ', UNPROVEN (the self-test could not run)' : ''}`;
 }
 
 /**
