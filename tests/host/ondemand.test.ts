@@ -137,8 +137,11 @@ d('attach on demand (observe mode, host kernel)', () => {
   });
 
   test('races: SetFilters racing the first attach share one program; a delete racing a set ends consistent', async () => {
-    const sets = await Promise.all([a, b, a, b].map((x) => new IoFilterClient(agent.address, { timeoutMs: 30_000 })).map((c, i) =>
-      c.setFilter({ device: [a, b][i % 2].path, ranges: [{ start: i, end: i + 10, ops: ['OP_READ'] }], ttlMs: 600_000 }).finally(() => c.close())));
+    // four clients at once, two per device, on an idle agent
+    const sets = await Promise.all([a, b, a, b].map((dev, i) => {
+      const c = new IoFilterClient(agent.address, { timeoutMs: 30_000 });
+      return c.setFilter({ device: dev.path, ranges: [{ start: i, end: i + 10, ops: ['OP_READ'] }], ttlMs: 600_000 }).finally(() => c.close());
+    }));
     expect(sets).toHaveLength(4);
     let st = await client.status();
     expect(st.state?.attached).toBe(true);
