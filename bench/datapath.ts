@@ -10,6 +10,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import * as native from '../native';
+import { resolveConfig } from '../agent/config';
+import { createLogger } from '../agent/log';
+import { IoFilterCore } from '../agent/service';
 import { createLoop, LoopDevice } from '../tests/helpers/loop';
 import { machine, Machine } from './stats';
 
@@ -129,6 +132,26 @@ export function cases(mode: native.Mode, opts: { anchors: boolean; only?: string
   const m = mode;
   const all: Case[] = [
     { key: 'none', name: 'no program', setup: async () => ({ progId: 0, hook: null, teardown: async () => {} }) },
+    // the agent's own start-up with --attach-on-demand and no filter: must attach nothing
+    {
+      key: 'ondemand',
+      name: `iofilter ${m} on demand, idle (no filter)`,
+      async setup(ctx) {
+        const stateDir = `/tmp/iofilter-bench-state-${process.pid}`;
+        const core = new IoFilterCore(resolveConfig({ pinDir: ctx.pinDir, attach: m, attachOnDemand: true, stateDir, logLevel: 'warn' }), createLogger('warn'));
+        const close = () => {
+          core.close();
+          fs.rmSync(stateDir, { recursive: true, force: true });
+        };
+        await core.start();
+        const st = await core.status();
+        if (st.state?.attached || (fs.existsSync(ctx.pinDir) && fs.readdirSync(ctx.pinDir).length)) {
+          close();
+          throw new Error('on demand with no filter attached a program: the case would not measure what it says');
+        }
+        return { progId: 0, hook: null, teardown: async () => close() };
+      },
+    },
     {
       key: 'empty',
       name: 'empty program',
@@ -248,7 +271,7 @@ export async function runDatapath(o: DatapathOptions): Promise<DatapathRun> {
     for (let round = 0; round < o.iopsRounds; round++)
       for (let k = 0; k < list.length; k++) await once((round + k) % list.length, false, `IOPS round ${round + 1}/${o.iopsRounds}`);
     fs.writeFileSync(STATS, '1');
-    const withProg = list.map((c, i) => i).filter((i) => list[i].key !== 'none' && !['fmr0', 'flakey'].includes(list[i].key));
+    const withProg = list.map((c, i) => i).filter((i) => !['none', 'ondemand', 'fmr0', 'flakey'].includes(list[i].key));
     for (let round = 0; round < o.timeRounds; round++)
       for (let k = 0; k < withProg.length; k++) await once(withProg[(round + k) % withProg.length], true, `time round ${round + 1}/${o.timeRounds}`);
   } finally {

@@ -5,6 +5,7 @@ import type { LatencyResult } from './control';
 import type { CaseResult, DatapathRun } from './datapath';
 import type { FirstFailSample } from './first-fail';
 import type { NativePerf } from './native-perf';
+import type { OnDemandResult } from './ondemand';
 import type { ProfileResult } from './profile';
 import { differs, fmt, fmtSpread, median, pairedRatios, spread } from './stats';
 
@@ -137,4 +138,28 @@ export function firstFailGoal(samples: FirstFailSample[]): Goal {
   const ok = samples.reduce((n, s) => n + s.okAfterReturn, 0);
   const after = samples.reduce((n, s) => n + s.writesAfterReturn, 0);
   return goal(`every write submitted after SetFilter returned failed: ${ok} of ${after} succeeded over ${samples.length} samples`, ok === 0 && after > 0);
+}
+
+/** Attach on demand: what the first SetFilter, the last delete and expiry cost (issue 25). */
+export function onDemandLines(r: OnDemandResult): string[] {
+  const row = (what: string, xs: number[], digits = 1) => `  ${what.padEnd(62)} ${fmtSpread(xs, digits).padStart(24)}`;
+  return [
+    `Attach on demand, local agent (observe; ${r.firstSetMs.length} samples, ms: median [min-max]):`,
+    row('first SetFilter on an idle agent (attach + self-test + filter)', r.firstSetMs),
+    row('SetFilter while attached (the same filter replaced)', r.attachedSetMs, 2),
+    row('last DeleteFilter (delete + detach)', r.lastDeleteMs),
+    row('filter deadline -> Status "not attached" (reaper tick + detach)', r.expiryToDetachMs, 0),
+  ];
+}
+
+/** The idle on-demand agent must cost what no program costs: IOPS within the noise of "no program". */
+export function onDemandGoal(host: DatapathRun): Goal | null {
+  const none = byKey(host, 'none');
+  const idle = byKey(host, 'ondemand');
+  if (!none || !idle) return null;
+  const met = !differs(idle.iops, none.iops);
+  return {
+    text: `idle host on demand costs what no program costs: ${fmtSpread(kiops(idle.iops), 1)} vs ${fmtSpread(kiops(none.iops), 1)} kIOPS = ${ratio(idle.iops, none.iops, 3)}x, ${met ? 'within' : 'beyond'} the noise -> ${met ? 'MET' : 'NOT MET'}`,
+    met,
+  };
 }

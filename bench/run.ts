@@ -13,8 +13,9 @@ import { DatapathOptions, DatapathRun, runDatapath } from './datapath';
 import { fanout } from './fanout';
 import type { FirstFailSample } from './first-fail';
 import { nativePerf } from './native-perf';
+import { runOnDemand } from './ondemand';
 import { runProfile } from './profile';
-import { controlGoals, controlTable, datapathGoals, datapathTable, firstFailGoal, firstFailLines, Goal, profileTable } from './report';
+import { controlGoals, controlTable, datapathGoals, datapathTable, firstFailGoal, firstFailLines, Goal, onDemandGoal, onDemandLines, profileTable } from './report';
 import { fmt, machine, median, writeResult } from './stats';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -54,12 +55,19 @@ async function main() {
   save('datapath-host', host);
   summary.push('', ...datapathTable('Data path, host (observe mode; fio 4k randread io_uring QD32 --blockalign=8k, 256 MiB tmpfs loop device):', host, true));
   goals.push(...datapathGoals(host));
+  const idleGoal = onDemandGoal(host);
+  if (idleGoal) goals.push(idleGoal);
 
   section('control plane against a local agent');
   const ctl = await runControl({ rounds: quick ? 2 : 7, calls: quick ? 200 : 1000, log });
   save('control', { results: ctl });
   summary.push('', ...controlTable(ctl));
   goals.push(...controlGoals(ctl));
+
+  section('attach on demand against a local agent');
+  const od = await runOnDemand({ samples: quick ? 3 : 10, log });
+  save('ondemand', od);
+  summary.push('', ...onDemandLines(od));
 
   section('where a SetFilter goes: profiles and in-process timings');
   const prof = await runProfile({ calls: quick ? 100 : 500, log });
