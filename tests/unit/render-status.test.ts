@@ -98,3 +98,11 @@ test('on a terminal, misses and a failed self-test stand out (yellow, red); zero
   expect(lines[2]).toContain(color.yellow('3 recursion misses: I/O it skipped, unfiltered'));
   expect(lines[3]).toBe('  program 2 b: 0 recursion misses');
 });
+
+test('attach on demand: said attached or idle on the first line; the default policy goes unsaid', () => {
+  const idle = statusLines(status({ attached: false, mode: 'MODE_UNSPECIFIED', pinned: false, programs: [], policy: 'ATTACH_POLICY_ON_DEMAND' }), plain);
+  expect(idle[0]).toBe('db1 kernel 6.1.0; not attached (attach on demand: no filter); fmod_ret yes, observe yes; agent 0.1.0');
+  const on = statusLines(status({ policy: 'ATTACH_POLICY_ON_DEMAND' }), plain);
+  expect(on[0]).toBe('db1 kernel 6.1.0; attached fmod_ret (fmod_ret/should_fail_bio) on demand; fmod_ret yes, observe yes; agent 0.1.0');
+  expect(statusLines(status({ policy: 'ATTACH_POLICY_ALWAYS' }), plain)[0]).toBe('db1 kernel 6.1.0; attached fmod_ret (fmod_ret/should_fail_bio); fmod_ret yes, observe yes; agent 0.1.0');
+});
