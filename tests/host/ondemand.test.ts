@@ -11,6 +11,7 @@ import { IoFilterClient } from '../../client';
 import { RunningAgent, startAgent } from '../helpers/agent';
 import { ROOT } from '../helpers/common';
 import { createLoop, directIo, LoopDevice } from '../helpers/loop';
+import { watchStream } from '../helpers/watch';
 import { BUILT, describeIf, hostUnavailableReason } from '../helpers/tier';
 import { until } from '../helpers/wait';
 
@@ -125,6 +126,21 @@ d('attach on demand (observe mode, host kernel)', () => {
     expect(st.state!.progIds[0]).not.toBe(id1);
     await client.clearFilters();
     await idle();
+  });
+
+  test('a Watch started while idle is accepted and sees the events of the filter that attaches later', async () => {
+    const w = watchStream(client, {});
+    await w.accepted;
+    try {
+      await client.setFilter({ device: a.path, ranges: [{ start: 0, end: 99, ops: ['OP_WRITE'] }], ttlMs: 600_000, eventsPerSecond: 100 });
+      directIo(a.path, 'write', 40, 8);
+      const io = await until(() => w.ios.find((e) => e.sector === '40'), 'the event of the write at sector 40', 15_000, 20);
+      expect(io).toMatchObject({ nrSectors: 8, outcome: 'OUTCOME_WOULD_FAIL' });
+      await client.deleteFilter(a.path);
+      await idle();
+    } finally {
+      w.call.cancel();
+    }
   });
 
   test('expiry: the reaper removes the expired filter and detaches, within its tick', async () => {
