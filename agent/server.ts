@@ -136,7 +136,7 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     Detach: unary(() => core.detach()),
     SetFilter: unary((req) => core.setFilter(req)),
     DeleteFilter: unary((req) => core.deleteFilter(req)),
-    Status: unary(() => core.status()),
+    Status: unary((req) => core.status(req)),
     ClearFilters: unary(() => core.clearFilters()),
     Watch: (call) => serveWatch(hub, call, sysfs),
     Wrap: unary((req) => core.wrap(req.device, req.name)),

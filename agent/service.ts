@@ -28,7 +28,7 @@ import { checkProtected, Extent, protectedExtents } from './protect';
 import { modeFromWire } from '../proto/names';
 import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
-import { attachState, capabilityOf, deviceRef, filterOf, limitsOf } from './wire';
+import { attachState, capabilityOf, deviceRef, filterOf, limitsOf, View, viewOf, withView } from './wire';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
 export interface KernelApi {
@@ -213,6 +213,7 @@ export class IoFilterCore {
   }
 
   async setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
+    const view = viewOf(req.view, 'BASIC'); // the answer need not echo what was sent (issue 25)
     // a file (set --file) is resolved to its device and extents before the queue: FIEMAP may wait for writeback
     const file = requestedFile(req);
     const fromFile = file ? await resolveFile(file, { fileExtents: (p, max) => this.kernel.fileExtents(p, max), maxRanges: this.kernel.limits().maxRangesPerFilter, sysfs: this.sysfs }) : null;
@@ -222,7 +223,7 @@ export class IoFilterCore {
       const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup);
       if (file) spec.meta = { ...spec.meta, file };
       checkProtected(spec, dev, this.extents);
-      if ((await this.backends.choose(req.backend, spec, dev, this.bpfView())) === 'dm') return { filter: await this.backends.dm.set(spec, dev), warnings };
+      if ((await this.backends.choose(req.backend, spec, dev, this.bpfView())) === 'dm') return { filter: withView(await this.backends.dm.set(spec, dev), view), warnings };
       const f = this.attached();
       let info: native.FilterInfo;
       try {
@@ -231,7 +232,7 @@ export class IoFilterCore {
         throw fromNative(e, `SetFilter ${file || req.device}`);
       }
       this.media.note(info);
-      return { filter: this.toFilter(info, dev), warnings };
+      return { filter: this.toFilter(info, dev, view), warnings };
     });
   }
 
@@ -292,7 +293,8 @@ export class IoFilterCore {
   }
 
 
-  async status(): Promise<StatusResponse> {
+  async status(req: { view?: unknown } = {}): Promise<StatusResponse> {
+    const view = viewOf(req.view, 'FULL');
     const f = this.filterer;
     const caps = this.caps;
     const counters = f?.counters();
@@ -302,7 +304,7 @@ export class IoFilterCore {
       lockdown: caps?.lockdown ?? 'unknown',
       capabilities: (caps?.modes ?? []).map(capabilityOf),
       state: this.state(),
-      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x)) : []), ...this.backends.dm.list()],
+      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x, undefined, view)) : []), ...this.backends.dm.list().map((x) => withView(x, view))],
       agentVersion: version,
       uptimeMs: String(Date.now() - this.startedAt),
       hostname: os.hostname(),
@@ -316,7 +318,7 @@ export class IoFilterCore {
     };
   }
 
-  private toFilter(f: native.FilterInfo, dev?: DeviceInfo): Filter {
+  private toFilter(f: native.FilterInfo, dev?: DeviceInfo, view: View = 'FULL'): Filter {
     let ref: DeviceRef;
     try {
       ref = deviceRef(dev ?? resolveDevice(`${f.device.major}:${f.device.minor}`, this.sysfs));
@@ -324,7 +326,7 @@ export class IoFilterCore {
       // the device went away (e.g. a detached loop device); the filter is still there
       ref = { major: f.device.major, minor: f.device.minor, sizeSectors: String(f.size), startSector: String(f.offset) };
     }
-    return { ...filterOf(f, ref), backend: 'BACKEND_BPF' };
+    return { ...filterOf(f, ref, view), backend: 'BACKEND_BPF' };
   }
 
   // ---- Backends: dispatch to the backends beside bpf (agent/backends) ----

@@ -12,7 +12,7 @@ import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
 import { UsageError } from './errors';
-import type { IoFilterClient } from './client';
+import { compactRanges, type IoFilterClient, type ViewName } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
 import { HostResult, runFleet } from './fleet';
 import { Colors, exitCode, hostLines, jsonLine, setLines, statusLines, summary } from './render';
@@ -119,8 +119,9 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   program
     .command('status')
     .description('kernel capabilities, attach state, every filter with its counters')
-    .action(() => {
-      chosen = plan({ command: 'status', run: (c) => c.status(), render: statusLines });
+    .addOption(new Option('--view <view>', 'full: every range with its counters; basic: each filter without its ranges (smaller answers from many hosts)').choices(['basic', 'full']).default('full'))
+    .action((o: { view: ViewName }) => {
+      chosen = plan({ command: 'status', run: (c) => c.status(o.view), render: statusLines });
     });
   addScopeOptions(
     program
@@ -166,7 +167,9 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (o.events !== undefined) req.eventsPerSecond = parseEventRate(o.events, '--events');
     if (o.eventsSpared) req.eventsSpared = true;
     if (o.backend !== 'auto') req.backend = `BACKEND_${o.backend.toUpperCase()}` as SetFilterRequest['backend'];
-    chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(req), render: setLines });
+    // the answer shows the filter as stored, every range included (FULL); many ranges go packed
+    const wire = compactRanges(req);
+    chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(wire, 'full'), render: setLines });
   });
 
   program
