@@ -14,7 +14,7 @@
 // encodes with packRanges.
 import type { Op as NativeOp } from '../native';
 import type { Range } from './gen/iofilter/v1/Range';
-import { OP_NAMES, opFromWire } from './names';
+import { OP_NAMES, opToWire } from './names';
 
 export const PACKED_VERSION = 1;
 export const PACKED_RECORD_BYTES = 17;
@@ -64,27 +64,36 @@ export function unpackRanges(buf: Uint8Array, maxRanges: number): SectorOps[] {
   return out;
 }
 
-function sector(v: Range['start'], what: string): bigint {
+const OP_BIT: Record<string, number> = Object.fromEntries(OP_NAMES.map((o, k) => [opToWire(o), 1 << k]));
+
+/** Writes a sector number (number, decimal string or Long) as u64 LE; numbers below 2^53 avoid BigInt. */
+function writeSector(buf: Buffer, at: number, v: Range['start'], what: string): void {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
+    buf.writeUInt32LE(v % 2 ** 32, at);
+    buf.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
+    return;
+  }
   const s = typeof v === 'object' && v !== null ? v.toString() : String(v ?? 0);
   if (!/^\d+$/.test(s)) throw new PackedRangesError(`${what}: ${JSON.stringify(s)} is not a sector number`);
+  if (s.length < 16) return writeSector(buf, at, Number(s), what);
   const b = BigInt(s);
   if (b > U64_MAX) throw new PackedRangesError(`${what}: ${s} is beyond 2^64-1`);
-  return b;
+  buf.writeBigUInt64LE(b, at);
 }
 
 /** Encodes ranges as the client has them (wire ops, decimal or numeric sectors) in version 1. */
 export function packRanges(ranges: readonly Range[]): Buffer {
-  const buf = Buffer.alloc(1 + ranges.length * PACKED_RECORD_BYTES);
+  const buf = Buffer.allocUnsafe(1 + ranges.length * PACKED_RECORD_BYTES); // every byte is written below
   buf[0] = PACKED_VERSION;
   ranges.forEach((r, i) => {
     const at = 1 + i * PACKED_RECORD_BYTES;
-    buf.writeBigUInt64LE(sector(r.start, `ranges[${i}].start`), at);
-    buf.writeBigUInt64LE(sector(r.end, `ranges[${i}].end`), at + 8);
+    writeSector(buf, at, r.start, `ranges[${i}].start`);
+    writeSector(buf, at + 8, r.end, `ranges[${i}].end`);
     let mask = 0;
     for (const o of r.ops ?? []) {
-      const op = opFromWire(o);
-      if (!op) throw new PackedRangesError(`ranges[${i}].ops: unknown op ${JSON.stringify(o)}`);
-      mask |= 1 << OP_NAMES.indexOf(op);
+      const bit = typeof o === 'string' ? OP_BIT[o] : undefined;
+      if (!bit) throw new PackedRangesError(`ranges[${i}].ops: unknown op ${JSON.stringify(o)}`);
+      mask |= bit;
     }
     if (!mask) throw new PackedRangesError(`ranges[${i}].ops: select at least one operation`);
     buf[at + 16] = mask;
