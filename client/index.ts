@@ -4,7 +4,7 @@ export { IoFilterClient, credentials, MAX_TIMEOUT_MS, compactRanges, PACK_FROM }
 export { packRanges, unpackRanges, PackedRangesError, PACKED_VERSION } from '../proto/packed';
 export type { ClientOptions, TlsFiles, ViewName } from './client';
 export type { AttachModeName } from '../proto/names';
-export { runFleet, classify } from './fleet';
+export { runFleet, classify, DEFAULT_CONCURRENCY } from './fleet';
 export type { FleetOptions, HostResult, HostError, FailureKind } from './fleet';
 export { normalizeHost, DEFAULT_PORT } from './hosts';
 export { UsageError } from './errors';

@@ -97,7 +97,7 @@ describe('parseArgs builds the request', () => {
   test('global defaults', () => {
     const p = parseArgs(['--host', 'db1', 'status'], capture())!;
     expect(p.hosts).toEqual(['db1:50051']);
-    expect(p.opts).toEqual({ json: false, concurrency: 64, timeoutMs: 10_000 });
+    expect(p.opts).toEqual({ json: false, concurrency: 256, timeoutMs: 10_000 });
     expect(p.plan!.command).toBe('status');
   });
   test('global options may come after the command too', () => {
