@@ -22,7 +22,7 @@ export function fanoutTable(rs: FanoutResult[], loadStart: number[], loadEnd: nu
 }
 
 export function fanoutGoals(rs: FanoutResult[]): Goal[] {
-  const find = (command: string, endpoints: number, tls = false) => rs.find((r) => r.command === command && r.endpoints === endpoints && r.tls === tls && r.concurrency === null);
+  const find = (command: string, endpoints: number, tls = false) => rs.find((r) => r.command === command && r.endpoints === endpoints && r.tls === tls && r.concurrency === null && !r.cli);
   const all = (r: FanoutResult) => Math.min(...r.ok) === r.endpoints;
   const out: Goal[] = [];
   const k = find('set', 1000);

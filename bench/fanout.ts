@@ -19,6 +19,8 @@ export interface FanoutCase {
   /** null: the CLI's default (not passed). */
   concurrency: number | null;
   tls: boolean;
+  /** Another build's cli.js (a "before" in the same run); unset: this build's. */
+  cli?: string;
 }
 
 export interface FanoutResult extends FanoutCase {
@@ -41,6 +43,8 @@ export interface FanoutOptions {
   sweepCommands?: FanoutCommand[];
   /** Sizes also run with mTLS. */
   tlsSizes: number[];
+  /** An earlier build's dist/client/cli.js: set and status on the largest size with it too, in the same rounds. */
+  beforeCli?: string;
   rounds: number;
   log: (s: string) => void;
 }
@@ -140,7 +144,7 @@ async function runOnce(c: FanoutCase, addrs: string[], certs: Certs | null, agen
   const tls = certs ? ['--tls-ca', certs.client.ca, '--tls-cert', certs.client.cert, '--tls-key', certs.client.key] : [];
   const conc = c.concurrency === null ? [] : ['--concurrency', String(c.concurrency)];
   const cmd = c.command === 'set' ? ['set', '7:0', '--write', '--ttl', '1m'] : ['status'];
-  const args = ['-f', 'peak-rss-kib %M cpu %U %S', process.execPath, CLI, '--hosts-file', hostsFile, '--timeout', '30s', ...conc, '--json', ...tls, ...cmd];
+  const args = ['-f', 'peak-rss-kib %M cpu %U %S', process.execPath, c.cli ?? CLI, '--hosts-file', hostsFile, '--timeout', '30s', ...conc, '--json', ...tls, ...cmd];
   const agentsCpu0 = cpuOf(agents);
   const t = process.hrtime.bigint();
   const p = spawn('/usr/bin/time', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -168,7 +172,7 @@ async function runOnce(c: FanoutCase, addrs: string[], certs: Certs | null, agen
   return { wallMs, rssMiB: Number(m[1]) / 1024, clientCpuS: Number(m[2]) + Number(m[3]), agentsCpuS, ok, peakFds, exit, nofile };
 }
 
-export const caseName = (c: FanoutCase) => `${c.command} ${c.endpoints}${c.tls ? ' mTLS' : ''}${c.concurrency === null ? '' : ` --concurrency ${c.concurrency}`}`;
+export const caseName = (c: FanoutCase) => `${c.command} ${c.endpoints}${c.tls ? ' mTLS' : ''}${c.concurrency === null ? '' : ` --concurrency ${c.concurrency}`}${c.cli ? ' (before)' : ''}`;
 
 export async function runFanout(o: FanoutOptions): Promise<FanoutResult[]> {
   const procs: ChildProcess[] = [];
@@ -179,6 +183,7 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult[]> {
   const top = Math.max(...o.sizes);
   for (const concurrency of o.sweep) for (const command of o.sweepCommands ?? commands) cases.push({ command, endpoints: top, concurrency, tls: false });
   for (const endpoints of o.tlsSizes) for (const command of commands) cases.push({ command, endpoints, concurrency: null, tls: true });
+  if (o.beforeCli) for (const command of commands) cases.push({ command, endpoints: top, concurrency: null, tls: false, cli: o.beforeCli });
   const results: FanoutResult[] = cases.map((c) => ({ ...c, wallMs: [], rssMiB: [], ok: [], peakFds: [], exit: [], clientCpuS: [], agentsCpuS: [], nofile: '' }));
   try {
     const certs = o.tlsSizes.length ? makeCerts(dir) : null;
