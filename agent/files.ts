@@ -105,8 +105,8 @@ export function requestedFile(req: SetFilterRequest__Output): string | null {
   if (!file && !req.device) throw invalid('device is empty: give MAJ:MIN (e.g. 259:2) or a /dev path, or a file');
   if (!file) return null;
   if (req.device) throw invalid(`device "${req.device}" and file "${file}": give exactly one of device and file`);
-  if (req.ranges?.length)
-    throw invalid(`ranges: a filter made from file "${file}" covers the file's extents; give its operations in whole_device_ops, without ranges`);
+  if (req.ranges?.length || req.packedRanges?.length)
+    throw invalid(`${req.ranges?.length ? 'ranges' : 'packed_ranges'}: a filter made from file "${file}" covers the file's extents; give its operations in whole_device_ops, without ranges`);
   parseOps(req.wholeDeviceOps ?? [], 'whole_device_ops');
   if (file.length > 4096 || file.includes('\0')) throw invalid('file is not a valid path');
   if (!file.startsWith('/')) throw invalid(`file "${file}" must be an absolute path on the agent's host`);

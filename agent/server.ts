@@ -53,6 +53,9 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>) {
  * Long arrays are cut before stringifying, so a 4096-range request costs what a short one does.
  */
 export function summarize(msg: unknown): unknown {
+  // bytes (packed_ranges) by their length: Buffer.toJSON would spell out every byte first
+  if (msg && typeof msg === 'object' && Object.values(msg).some((v) => v instanceof Uint8Array))
+    msg = Object.fromEntries(Object.entries(msg).map(([k, v]) => [k, v instanceof Uint8Array ? `${v.length} bytes` : v]));
   const s = JSON.stringify(msg, (_k, v) =>
     typeof v === 'bigint' ? String(v) : Array.isArray(v) && v.length > SUMMARY_ITEMS ? [...v.slice(0, SUMMARY_ITEMS), `... ${v.length - SUMMARY_ITEMS} more`] : v,
   );
@@ -136,7 +139,7 @@ export async function createAgent(cfg: AgentConfig, log: Logger, kernel?: Kernel
     Detach: unary(() => core.detach()),
     SetFilter: unary((req) => core.setFilter(req)),
     DeleteFilter: unary((req) => core.deleteFilter(req)),
-    Status: unary(() => core.status()),
+    Status: unary((req) => core.status(req)),
     ClearFilters: unary(() => core.clearFilters()),
     Watch: (call) => serveWatch(hub, call, sysfs, cfg.attachOnDemand),
     Wrap: unary((req) => core.wrap(req.device, req.name)),

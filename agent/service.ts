@@ -30,7 +30,7 @@ import { EIO, faultFromWire, faultToWire } from './faults';
 import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
 import { version } from './version';
 import { idleBpfCapability, notAttachedWhy, policyOf } from './ondemand';
-import { attachState, capabilityOf, deviceRef, filterOf, limitsOf } from './wire';
+import { attachState, capabilityOf, deviceRef, filterOf, limitsOf, View, viewOf, withView } from './wire';
 
 /** The kernel-facing API the service needs; tests may substitute an in-memory one. */
 export interface KernelApi {
@@ -247,6 +247,7 @@ export class IoFilterCore {
   }
 
   async setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
+    const view = viewOf(req.view, 'BASIC'); // the answer need not echo what was sent (issue 25)
     // a file (set --file) is resolved to its device and extents before the queue: FIEMAP may wait for writeback
     const file = requestedFile(req);
     const fromFile = file ? await resolveFile(file, { fileExtents: (p, max) => this.kernel.fileExtents(p, max), maxRanges: this.kernel.limits().maxRangesPerFilter, sysfs: this.sysfs }) : null;
@@ -262,7 +263,7 @@ export class IoFilterCore {
       if (bpfMay) await this.attachOnDemand();
       try {
         const backend = await this.backends.choose(req.backend, spec, dev, this.bpfView(), fault);
-        if (backend !== 'bpf') return { filter: await this.backends.backend(backend).set(spec, dev, fault), warnings };
+        if (backend !== 'bpf') return { filter: withView(await this.backends.backend(backend).set(spec, dev, fault), view), warnings };
         const f = this.attached();
         let info: native.FilterInfo;
         try {
@@ -271,7 +272,7 @@ export class IoFilterCore {
           throw fromNative(e, `SetFilter ${file || req.device}`);
         }
         this.media.note(info);
-        return { filter: this.toFilter(info, dev), warnings };
+        return { filter: this.toFilter(info, dev, view), warnings };
       } finally {
         await this.settle(); // attached for a filter that went to dm or was refused: detached again
       }
@@ -339,7 +340,8 @@ export class IoFilterCore {
   }
 
 
-  async status(): Promise<StatusResponse> {
+  async status(req: { view?: unknown } = {}): Promise<StatusResponse> {
+    const view = viewOf(req.view, 'FULL');
     const f = this.filterer;
     const caps = this.caps;
     const counters = f?.counters();
@@ -349,7 +351,7 @@ export class IoFilterCore {
       lockdown: caps?.lockdown ?? 'unknown',
       capabilities: (caps?.modes ?? []).map(capabilityOf),
       state: this.state(),
-      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x)) : []), ...this.backends.list()],
+      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x, undefined, view)) : []), ...this.backends.list().map((x) => withView(x, view))],
       agentVersion: version,
       uptimeMs: String(Date.now() - this.startedAt),
       hostname: os.hostname(),
@@ -363,7 +365,7 @@ export class IoFilterCore {
     };
   }
 
-  private toFilter(f: native.FilterInfo, dev?: DeviceInfo): Filter {
+  private toFilter(f: native.FilterInfo, dev?: DeviceInfo, view: View = 'FULL'): Filter {
     let ref: DeviceRef;
     try {
       ref = deviceRef(dev ?? resolveDevice(`${f.device.major}:${f.device.minor}`, this.sysfs));
@@ -371,7 +373,7 @@ export class IoFilterCore {
       // the device went away (e.g. a detached loop device); the filter is still there
       ref = { major: f.device.major, minor: f.device.minor, sizeSectors: String(f.size), startSector: String(f.offset) };
     }
-    return { ...filterOf(f, ref), backend: 'BACKEND_BPF', fault: faultToWire(EIO) };
+    return { ...filterOf(f, ref, view), backend: 'BACKEND_BPF', fault: faultToWire(EIO) };
   }
 
   // ---- Backends: dispatch to the backends beside bpf (agent/backends) ----

@@ -3,7 +3,8 @@
 import type * as native from '../native';
 import type { DeleteFilterRequest__Output } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
-import { opFromWire } from '../proto/names';
+import { opFromWire, opToWire } from '../proto/names';
+import { PackedRangesError, unpackRanges } from '../proto/packed';
 import type { CgroupQuery, ResolvedCgroup } from './cgroup';
 import { describeFault } from '../proto/faults';
 import { EIO, FaultSpec, faultToWire, impliedOps } from './faults';
@@ -58,28 +59,52 @@ function kindOps(ops: unknown, field: string, fault: FaultSpec): native.Op[] {
   return implied;
 }
 
+/**
+ * The request's ranges, from `ranges` or from `packed_ranges` (never both), each checked
+ * the same way: start <= end, within the device, at most `maxRanges`.
+ */
+function requestRanges(req: SetFilterRequest__Output, dev: DeviceInfo, maxRanges: number, fault: FaultSpec): native.FilterSpec['ranges'] {
+  const wire = req.ranges ?? [];
+  const packed = req.packedRanges;
+  const last = dev.size - 1n;
+  const check = (start: bigint, end: bigint, at: string) => {
+    if (start < 0n || end < 0n || end > U64_MAX) throw invalid(`${at}: sectors must be in 0..2^64-1`);
+    if (start > end) throw invalid(`${at}: start ${start} > end ${end}`);
+    if (end > last) throw invalid(`${at}: end ${end} is beyond the last sector ${last} of ${dev.name} (${dev.major}:${dev.minor})`);
+  };
+  if (!packed?.length) {
+    if (wire.length > maxRanges) throw invalid(`ranges: ${wire.length} given, limit ${maxRanges} per disk`);
+    return wire.map((r, i) => {
+      const start = toBig(r.start, `ranges[${i}].start`);
+      const end = toBig(r.end, `ranges[${i}].end`);
+      check(start, end, `ranges[${i}]`);
+      return { start, end, ops: kindOps(r.ops, `ranges[${i}].ops`, fault) };
+    });
+  }
+  if (wire.length) throw invalid(`ranges and packed_ranges: give the ranges in one of them, not both (${wire.length} in ranges, ${packed.length} bytes in packed_ranges)`);
+  let given: native.FilterSpec['ranges'];
+  try {
+    given = unpackRanges(packed, maxRanges);
+  } catch (e) {
+    if (e instanceof PackedRangesError) throw invalid(e.message);
+    throw e;
+  }
+  given.forEach((r, i) => check(r.start, r.end, `packed_ranges[${i}]`));
+  return given.map((r, i) => ({ ...r, ops: kindOps(r.ops.map(opToWire), `packed_ranges[${i}].ops`, fault) }));
+}
+
 /** `cgroup`: the scope the request named, already resolved (see scopeQuery). */
 export function toFilterSpec(req: SetFilterRequest__Output, dev: DeviceInfo, policy: Policy, cgroup?: ResolvedCgroup | null, fault: FaultSpec = EIO): native.FilterSpec {
-  const ranges = req.ranges ?? [];
-  if (ranges.length > policy.maxRanges)
-    throw invalid(`ranges: ${ranges.length} given, limit ${policy.maxRanges} per disk`);
+  const ranges = requestRanges(req, dev, policy.maxRanges, fault);
   const wholeOps = req.wholeDeviceOps ?? [];
   if (ranges.length && wholeOps.length) throw invalid('whole_device_ops: give either ranges (each with its ops) or whole_device_ops, not both');
-  const last = dev.size - 1n;
   const spec: native.FilterSpec = {
     device: { major: dev.major, minor: dev.minor },
     disk: { major: dev.disk.major, minor: dev.disk.minor },
     offset: dev.start,
     size: dev.size,
     ...(dev.diskseq && { diskseq: dev.diskseq }),
-    ranges: ranges.map((r, i) => {
-      const start = toBig(r.start, `ranges[${i}].start`);
-      const end = toBig(r.end, `ranges[${i}].end`);
-      if (start < 0n || end < 0n || end > U64_MAX) throw invalid(`ranges[${i}]: sectors must be in 0..2^64-1`);
-      if (start > end) throw invalid(`ranges[${i}]: start ${start} > end ${end}`);
-      if (end > last) throw invalid(`ranges[${i}]: end ${end} is beyond the last sector ${last} of ${dev.name} (${dev.major}:${dev.minor})`);
-      return { start, end, ops: kindOps(r.ops, `ranges[${i}].ops`, fault) };
-    }),
+    ranges,
     ttlMs: effectiveTtl(req.ttlMs, policy.ttl),
   };
   if (!ranges.length) spec.wholeOps = kindOps(wholeOps, 'whole_device_ops', fault);

@@ -9,6 +9,7 @@ import type { ModeCapability } from '../proto/gen/iofilter/v1/ModeCapability';
 import { modeToWire, opToWire } from '../proto/names';
 import type { AgentConfig } from './config';
 import type { DeviceInfo } from './devices';
+import { invalid } from './errors';
 
 /**
  * What observe through block_bio_queue does not see, said with the mode in Status: the
@@ -59,11 +60,29 @@ export function deviceRef(d: DeviceInfo): DeviceRef {
   };
 }
 
-export function filterOf(f: native.FilterInfo, device: DeviceRef): Filter {
+export type View = 'BASIC' | 'FULL';
+
+/**
+ * The view a request asked for (AIP-157), or `dflt` for FILTER_VIEW_UNSPECIFIED; an
+ * unknown value is refused before anything changes.
+ */
+export function viewOf(v: unknown, dflt: View): View {
+  if (v === undefined || v === null || v === '' || v === 'FILTER_VIEW_UNSPECIFIED') return dflt;
+  if (v === 'FILTER_VIEW_BASIC') return 'BASIC';
+  if (v === 'FILTER_VIEW_FULL') return 'FULL';
+  throw invalid(`view: unknown value ${JSON.stringify(v)} (FILTER_VIEW_BASIC, FILTER_VIEW_FULL)`);
+}
+
+/** BASIC: every field but the per-range list (`ranges` empty), so a 4096-range filter costs what a 1-range one does. */
+export function withView(f: Filter, view: View): Filter {
+  return view === 'FULL' ? f : { ...f, ranges: [] };
+}
+
+export function filterOf(f: native.FilterInfo, device: DeviceRef, view: View = 'FULL'): Filter {
   return {
     device,
     wholeDevice: f.whole,
-    ranges: f.ranges.map((r) => ({
+    ranges: view === 'BASIC' ? [] : f.ranges.map((r) => ({
       start: u64(r.start),
       end: u64(r.end),
       ops: r.ops.map(opToWire),

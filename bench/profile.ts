@@ -20,7 +20,7 @@ import { resolveDevice } from '../agent/devices';
 import { summarize } from '../agent/server';
 import { IoFilterCore } from '../agent/service';
 import { toFilterSpec } from '../agent/validate';
-import { IoFilterClient } from '../client';
+import { compactRanges, IoFilterClient } from '../client';
 import * as native from '../native';
 import { loadProto, SERVICE_NAME } from '../proto';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
@@ -188,6 +188,10 @@ export async function runProfile(opts: { calls: number; log: (s: string) => void
       const spec = toFilterSpec(req, dev, policy);
       timings.push(await timeIt('native putFilter (same pins, in process)', ranges, calls, () => f.putFilter(spec)));
       timings.push(await timeIt('toFilterSpec (validation, JS)', ranges, calls, () => toFilterSpec(req, dev, policy)));
+      if (ranges > 1) {
+        const packed = decode(compactRanges(setReq(disk, ranges)));
+        timings.push(await timeIt('toFilterSpec from packed_ranges (decode and validation)', ranges, calls, () => toFilterSpec(packed, dev, policy)));
+      }
     }
     f.close();
     lock.release();
@@ -213,6 +217,15 @@ export async function runProfile(opts: { calls: number; log: (s: string) => void
       timings.push(await timeIt('JSON summary of the request (interceptor)', ranges, calls, () => summarize(decoded)));
       timings.push(await timeIt(`answer encode (agent), ${ans.length} bytes`, ranges, calls, () => m.responseSerialize(answers[ranges])));
       timings.push(await timeIt('answer decode (client)', ranges, calls, () => m.responseDeserialize(ans)));
+      if (ranges > 1) {
+        const packed = compactRanges(req);
+        const pwire = m.requestSerialize(packed);
+        const pdecoded = m.requestDeserialize(pwire);
+        timings.push(await timeIt('packed: packRanges (client)', ranges, calls, () => compactRanges(req)));
+        timings.push(await timeIt(`packed: request encode (client), ${pwire.length} bytes`, ranges, calls, () => m.requestSerialize(packed)));
+        timings.push(await timeIt('packed: request decode (agent)', ranges, calls, () => m.requestDeserialize(pwire)));
+        timings.push(await timeIt('packed: JSON summary of the request (interceptor)', ranges, calls, () => summarize(pdecoded)));
+      }
     }
     await core.detach();
     core.close();

@@ -13,9 +13,9 @@ import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
 import { UsageError } from './errors';
 import { FAULT_HELP, faultFromWords, FaultWords } from './faults';
-import type { IoFilterClient } from './client';
+import { compactRanges, type IoFilterClient, type ViewName } from './client';
 import { AttachModeName, MODE_NAMES, OP_NAMES, opToWire, opWord, wireModeWord } from '../proto/names';
-import { HostResult, runFleet } from './fleet';
+import { DEFAULT_CONCURRENCY, HostResult, runFleet } from './fleet';
 import { Colors, exitCode, hostLines, jsonLine, setLines, statusLines, summary } from './render';
 import { addScopeOptions, deletedText, deleteRequest, scopeFields } from './scope';
 import { RUN_HELP, runPlanCommand } from './run-view';
@@ -89,7 +89,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     .addHelpText('after', HELP_AFTER)
     .option('--host <host>', 'agent host[:port] (default port 50051); repeatable, comma lists', (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--hosts-file <file>', 'one host per line, # comments, - for stdin')
-    .option('--concurrency <n>', 'hosts worked on at once', '64')
+    .option('--concurrency <n>', 'hosts worked on at once', String(DEFAULT_CONCURRENCY))
     .option('--timeout <dur>', 'deadline per host (e.g. 5s, 500ms)', '10s')
     .option('--json', 'one JSON object per host per line on stdout, nothing else there')
     .option('--tls-ca <file>', "CA that signed the agents' certificates")
@@ -120,8 +120,9 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   program
     .command('status')
     .description('kernel capabilities, attach state, every filter with its counters')
-    .action(() => {
-      chosen = plan({ command: 'status', run: (c) => c.status(), render: statusLines });
+    .addOption(new Option('--view <view>', 'full: every range with its counters; basic: each filter without its ranges (smaller answers from many hosts)').choices(['basic', 'full']).default('full'))
+    .action((o: { view: ViewName }) => {
+      chosen = plan({ command: 'status', run: (c) => c.status(o.view), render: statusLines });
     });
   addScopeOptions(
     program
@@ -174,7 +175,9 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
     if (o.events !== undefined) req.eventsPerSecond = parseEventRate(o.events, '--events');
     if (o.eventsSpared) req.eventsSpared = true;
     if (o.backend !== 'auto') req.backend = `BACKEND_${o.backend.toUpperCase()}` as SetFilterRequest['backend'];
-    chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(req), render: setLines });
+    // the answer shows the filter as stored, every range included (FULL); many ranges go packed
+    const wire = compactRanges(req);
+    chosen = plan({ command: 'set', run: (c) => c.setFilterResponse(wire, 'full'), render: setLines });
   });
 
   program
@@ -264,12 +267,31 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
         )
       : null;
   bar?.start(hosts.length, 0);
+  // each host's lines go out as soon as every host before it has answered (the order
+  // hosts were given), and its answer is dropped: 10,000 answers are never all held.
+  // Under a progress bar on the same terminal, the lines wait for the bar to end.
+  const held: string[] | null = bar && io.stdoutTty ? [] : null;
+  const out = (s: string) => (held ? held.push(s) : io.out(s));
+  const print = (r: HostResult<unknown>) => {
+    if (opts.json) out(jsonLine(r) + '\n');
+    else for (const l of hostLines(r, p.render, c)) out(l + '\n');
+  };
+  const waiting = new Map<number, HostResult<unknown>>();
+  let printed = 0;
   let results: HostResult<unknown>[];
   try {
     results = await runFleet(hosts, (client) => p.run(client), {
       concurrency: opts.concurrency,
       timeoutMs: opts.timeoutMs,
       tls: opts.tls,
+      keepValues: false,
+      onResult: (i, r) => {
+        waiting.set(i, r);
+        for (let x; (x = waiting.get(printed)); printed++) {
+          waiting.delete(printed);
+          print(x);
+        }
+      },
       onProgress: (done) => bar?.update(done),
     });
   } catch (e) {
@@ -278,11 +300,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   } finally {
     bar?.stop();
   }
-  // stable order: results come back in the order hosts were given
-  for (const r of results) {
-    if (opts.json) io.out(jsonLine(r) + '\n');
-    else for (const l of hostLines(r, p.render, c)) io.out(l + '\n');
-  }
+  held?.forEach((s) => io.out(s));
   const slowest = Math.max(0, ...results.map((r) => r.ms));
   io.err(`${summary(results)} (${hosts.length} host${hosts.length === 1 ? '' : 's'}, slowest ${formatDuration(slowest)})\n`);
   return exitCode(results);

@@ -1,9 +1,10 @@
 // iofilter client library: IoFilterClient for one agent, runFleet for many, and the
 // host-list parsing the CLI uses.
-export { IoFilterClient, credentials, MAX_TIMEOUT_MS } from './client';
-export type { ClientOptions, TlsFiles } from './client';
+export { IoFilterClient, credentials, MAX_TIMEOUT_MS, compactRanges, PACK_FROM } from './client';
+export { packRanges, unpackRanges, PackedRangesError, PACKED_VERSION } from '../proto/packed';
+export type { ClientOptions, TlsFiles, ViewName } from './client';
 export type { AttachModeName } from '../proto/names';
-export { runFleet, classify } from './fleet';
+export { runFleet, classify, DEFAULT_CONCURRENCY } from './fleet';
 export type { FleetOptions, HostResult, HostError, FailureKind } from './fleet';
 export { normalizeHost, DEFAULT_PORT } from './hosts';
 export { UsageError } from './errors';

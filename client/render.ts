@@ -45,9 +45,12 @@ const faultWord = (f: Filter__Output) => describeFault(f.fault);
 const faultNote = (f: Filter__Output) => (faultWord(f) === 'error EIO' ? '' : `; ${faultWord(f)}`);
 
 export function describeFilter(f: Filter__Output): string {
-  const ranges = f.wholeDevice
-    ? `whole device ${f.ranges[0]?.ops.map(wireOpWord).join(',')}`
-    : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(wireOpWord).join(',')}`).join('; ');
+  // a BASIC answer has no per-range list: say so rather than print an empty one
+  const ranges = !f.ranges.length
+    ? `${f.wholeDevice ? 'whole device' : 'ranges'} (not in this view)`
+    : f.wholeDevice
+      ? `whole device ${f.ranges[0].ops.map(wireOpWord).join(',')}`
+      : f.ranges.map((r) => `${r.start}-${r.end} ${r.ops.map(wireOpWord).join(',')}`).join('; ');
   const x = extras(f);
   const scope = cgroupText(f.cgroup);
   // bpf is the default and the oldest agents' only backend: named only when another serves
@@ -113,12 +116,14 @@ export function statusLines(st: StatusResponse__Output, c: Colors): string[] {
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
   for (const f of st.filters) {
-    f.ranges.forEach((r, i) =>
+    // --view basic: one row per filter with its totals (I/Os matched and failed) instead of its ranges
+    const rows = f.ranges.length ? f.ranges : [{ start: '', end: '', ops: [], matched: f.matchedIos, failed: f.failedIos }];
+    rows.forEach((r, i) =>
       t.push([
         i === 0 ? String(f.id || '') : '',
         i === 0 ? deviceName(f.device) + (f.file ? `\nfile ${f.file}` : '') + (f.dm ? `\ndm ${f.dm.name}` : '') + (f.diskseq && f.diskseq !== '0' ? `\nmedium ${f.diskseq}` : '') : '',
         i === 0 ? cgroupText(f.cgroup) ?? 'any' : '',
-        f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
+        !f.ranges.length ? `${f.wholeDevice ? 'whole' : 'ranges'} (basic view)` : f.wholeDevice ? `whole (${r.start}-${r.end})` : `${r.start}-${r.end}`,
         r.ops.map(wireOpWord).join(','),
         i === 0 ? faultWord(f) : '',
         f.notCounted ? 'not counted' : r.matched,

@@ -6,7 +6,7 @@
 import type { DeleteFilterRequest } from '../proto/gen/iofilter/v1/DeleteFilterRequest';
 import type { Filter__Output } from '../proto/gen/iofilter/v1/Filter';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
-import type { IoFilterClient } from './client';
+import { compactRanges, type IoFilterClient } from './client';
 import { classify } from './fleet';
 import { scopeText, targetKey, targetText } from './scope';
 
@@ -89,7 +89,8 @@ export class HostFilters {
     p.unsure++;
     let f: Filter__Output;
     try {
-      f = await c.setFilter(req);
+      // FULL: the run's events carry the filter as stored, every range included
+      f = await c.setFilter(compactRanges(req), 'full');
     } catch (e) {
       // an answered error changed nothing (SetFilter is all-or-nothing)
       if (classify(e).kind === 'error' && --p.unsure === 0 && !p.at.size) this.placed.delete(key);

@@ -8,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { IoFilterClient } from '../../client';
 import { LOADER_OPTIONS } from '../../proto';
+import { packRanges } from '../../proto/packed';
 import type { DeleteFilterResponse__Output } from '../../proto/gen/iofilter/v1/DeleteFilterResponse';
 import type { Filter__Output } from '../../proto/gen/iofilter/v1/Filter';
 import { RunningAgent, startAgent } from '../helpers/agent';
@@ -90,6 +91,27 @@ d('iofilter-agent on the host kernel (observe mode)', () => {
     expect((await client.attach('observe')).attached).toBe(true);
   });
 
+  test('views: SetFilter answers BASIC (no ranges) unless asked; Status is FULL (every range, its counters) unless asked; packed and repeated ranges store the same filter', async () => {
+    const ranges = Array.from({ length: 4096 }, (_, i) => ({ start: String(i * 16), end: String(i * 16 + 7), ops: ['OP_WRITE' as const] }));
+    const basic = await client.setFilter({ device: disk.path, packedRanges: packRanges(ranges), ttlMs: 600_000 });
+    expect(basic.ranges).toEqual([]);
+    expect(basic).toMatchObject({ device: { major: disk.major, minor: disk.minor }, wholeDevice: false, hasExpiry: true, matchedIos: '0', failedIos: '0' });
+    directIo(disk.path, 'write', 100 * 16, 8); // range 100: would fail
+    directIo(disk.path, 'write', 8, 8); // the gap between ranges 0 and 1: not matched
+    const full = (await client.status()).filters;
+    expect(full).toHaveLength(1);
+    expect(full[0].id).toBe(basic.id);
+    expect(full[0].ranges.map((r) => [r.start, r.end, r.ops])).toEqual(ranges.map((r) => [r.start, r.end, r.ops]));
+    expect(full[0].ranges.flatMap((r, i) => (r.matched !== '0' || r.failed !== '0' ? [`${i}:${r.matched}/${r.failed}`] : []))).toEqual(['100:1/1']);
+    const b = (await client.status('basic')).filters;
+    expect(b).toHaveLength(1);
+    expect(b[0]).toMatchObject({ id: basic.id, ranges: [], matchedIos: '1', failedIos: '1', hasExpiry: true });
+    const viaRepeated = await client.setFilter({ device: disk.path, ranges, ttlMs: 600_000 }, 'full');
+    expect(viaRepeated.ranges.map((r) => [r.start, r.end, r.ops])).toEqual(full[0].ranges.map((r) => [r.start, r.end, r.ops]));
+    expect((await client.status()).filters.map((f) => f.id)).toEqual([viaRepeated.id]); // it replaced the packed one
+    expect(await client.deleteFilter(disk.path)).toMatchObject({ existed: true, removed: 1 });
+  });
+
   test('a partition device path resolves on the agent; whole-disk I/O onto it is counted', async () => {
     const p1 = pdisk.partitions[0];
     const f = await client.setFilter({ device: p1.path, ranges: [{ start: 0, end: 7, ops: ['OP_READ'] }] });
@@ -145,7 +167,7 @@ d('iofilter-agent on the host kernel (observe mode)', () => {
           for (let k = 0; k < 6; k++) {
             const call = calls.get(i * 100 + k + 1)!;
             if (call.op === 'delete') call.deleted = await c.deleteFilter(link(call.id));
-            else call.set = await c.setFilter({ device: link(call.id), ranges: [{ start: call.id, end: call.id + 10, ops: ['OP_WRITE'] }], maxFailures: call.id });
+            else call.set = await c.setFilter({ device: link(call.id), ranges: [{ start: call.id, end: call.id + 10, ops: ['OP_WRITE'] }], maxFailures: call.id }, 'full');
           }
         }),
       );

@@ -210,7 +210,7 @@ d('set --file on ext4 on a loop partition, agent in observe mode (root)', () => 
   test('a file just written through the page cache (delayed allocation) is flushed by FIEMAP_FLAG_SYNC and accepted', async () => {
     const c = path.join(mnt, 'c');
     fs.writeFileSync(c, Buffer.alloc(3 * BLOCK, 7)); // no fsync
-    const f = await client.setFilter({ file: c, wholeDeviceOps: ['OP_WRITE'] });
+    const f = await client.setFilter({ file: c, wholeDeviceOps: ['OP_WRITE'] }, 'full');
     expect(f.file).toBe(c);
     expect(f.ranges.map((x) => `${x.start}-${x.end}`)).toEqual(sectorRanges(filefrag(c)));
   });

@@ -71,7 +71,7 @@ describe('SetFilter: bad requests', () => {
   });
 
   test('a good request after all of them is stored, and only it', async () => {
-    const f = await client.setFilter({ device: '7:1', ranges: [range(0, 99, ['OP_WRITE', 'OP_READ'])], ttlMs: 60_000, probability: 0.5, maxFailures: 3 });
+    const f = await client.setFilter({ device: '7:1', ranges: [range(0, 99, ['OP_WRITE', 'OP_READ'])], ttlMs: 60_000, probability: 0.5, maxFailures: 3 }, 'full');
     expect(f).toMatchObject({ device: { major: 7, minor: 1, name: 'loop0p1', diskName: 'loop0', partition: true, startSector: '2048' }, hasExpiry: true, probability: 0.5, maxFailures: '3' });
     expect(f.ranges).toHaveLength(1);
     expect(f.ranges[0]).toMatchObject({ start: '0', end: '99' });

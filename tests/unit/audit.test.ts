@@ -1,6 +1,7 @@
 // The audit trail's summary of a request (agent/server.ts summarize): bounded whatever
 // the request, and still saying what was asked for a large one.
 import { summarize } from '../../agent/server';
+import { packRanges } from '../../proto/packed';
 
 test('a 4096-range SetFilter is summarized by its first ranges and a count, not cut mid-JSON', () => {
   const req = { device: '/dev/loop0', ranges: Array.from({ length: 4096 }, (_, i) => ({ start: String(i * 16), end: String(i * 16 + 7), ops: ['OP_WRITE'] })), ttlMs: '600000' };
@@ -21,4 +22,9 @@ test('a request that is long without long arrays is cut at 2048 characters, with
   expect(typeof s).toBe('string');
   expect(s).toMatch(/^\{"device":"x+\.\.\. \(10013 chars\)$/);
   expect((s as string).length).toBeLessThan(2100);
+});
+
+test('packed_ranges is summarized by its length, not spelled out byte by byte', () => {
+  const req = { device: '7:0', ranges: [], packedRanges: packRanges(Array.from({ length: 4096 }, (_, i) => ({ start: i * 16, end: i * 16 + 7, ops: ['OP_WRITE' as const] }))) };
+  expect(summarize(req)).toEqual({ device: '7:0', ranges: [], packedRanges: '69633 bytes' });
 });

@@ -97,7 +97,7 @@ describe('parseArgs builds the request', () => {
   test('global defaults', () => {
     const p = parseArgs(['--host', 'db1', 'status'], capture())!;
     expect(p.hosts).toEqual(['db1:50051']);
-    expect(p.opts).toEqual({ json: false, concurrency: 64, timeoutMs: 10_000 });
+    expect(p.opts).toEqual({ json: false, concurrency: 256, timeoutMs: 10_000 });
     expect(p.plan!.command).toBe('status');
   });
   test('global options may come after the command too', () => {
@@ -203,5 +203,34 @@ describe('usage errors: exit 1 before any network call, message on stderr, nothi
       expect(r).toMatchObject({ code: 1, stdout: '' });
       expect(r.stderr).toMatch(msg);
     });
+  });
+});
+
+describe('views and packed ranges (issue 25)', () => {
+  /** The method a parsed command calls and every argument it passes. */
+  async function callOf(argv: string[]): Promise<{ method: string; args: unknown[] }> {
+    const p = parseArgs(argv, capture())!;
+    let seen: { method: string; args: unknown[] } | undefined;
+    const client = new Proxy({}, { get: (_t, method: string) => async (...args: unknown[]) => void (seen = { method, args }) });
+    await p.plan!.run(client as IoFilterClient);
+    return seen!;
+  }
+  test('set asks for the FULL answer: it shows the filter as stored, every range included', async () => {
+    expect(await callOf(['--host', 'db1', 'set', '7:0', '--write', '--range', '0-7'])).toEqual({ method: 'setFilterResponse', args: [{ device: '7:0', ranges: [{ start: '0', end: '7', ops: ['OP_WRITE'] }] }, 'full'] });
+  });
+  test('set with 64 ranges or more sends them packed (version 1, 17 bytes each)', async () => {
+    const r = await callOf(['--host', 'db1', 'set', '7:0', '--write', ...Array.from({ length: 64 }, (_, i) => ['--range', `${i * 8}-${i * 8 + 7}`]).flat()]);
+    const req = r.args[0] as { ranges: unknown[]; packedRanges: Buffer };
+    expect(req.ranges).toEqual([]);
+    expect(req.packedRanges.length).toBe(1 + 64 * 17);
+    expect(req.packedRanges[0]).toBe(1);
+    expect(r.args[1]).toBe('full');
+  });
+  test('status is FULL unless --view basic', async () => {
+    expect(await callOf(['--host', 'db1', 'status'])).toEqual({ method: 'status', args: ['full'] });
+    expect(await callOf(['--host', 'db1', 'status', '--view', 'basic'])).toEqual({ method: 'status', args: ['basic'] });
+    const io = capture();
+    expect(() => parseArgs(['--host', 'db1', 'status', '--view', 'some'], io)).toThrow();
+    expect(io.stderr).toMatch(/--view <view>' argument 'some' is invalid\. Allowed choices are basic, full/);
   });
 });

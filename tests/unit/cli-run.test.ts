@@ -106,3 +106,20 @@ test('pure pieces: summary, exit code, JSON line', () => {
   expect([exitCode([]), exitCode(r.slice(0, 1)), exitCode(r.slice(0, 2)), exitCode([r[2]]), exitCode(r)]).toEqual([0, 0, 2, 4, 6]);
   expect(JSON.parse(jsonLine(r[0]))).toEqual({ host: 'a:1', ok: true, value: { n: '18446744073709551615' }, ms: 1 });
 });
+
+test('a host is printed as soon as every host before it has answered, not when the whole fleet is done', async () => {
+  // the second host never answers on its own: it is shut down only once the first host's
+  // line is out. Held output would wait for its 20 s deadline instead (DEADLINE_EXCEEDED).
+  const hang = await startFakeAgent({ behaviour: 'hang' });
+  const io = capture();
+  const out = io.out;
+  io.out = (s) => {
+    out(s);
+    if (s.startsWith(`{"host":"${fast.address}"`)) hang.server.forceShutdown();
+  };
+  expect(await runCli(['--host', `${fast.address},${hang.address}`, '--timeout', '20s', '--json', 'status'], io)).toBe(4);
+  const [first, second] = io.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  expect(first).toMatchObject({ host: fast.address, ok: true });
+  expect(second).toMatchObject({ host: hang.address, ok: false, error: { kind: 'unreachable' } });
+  expect(second.error.code).not.toBe('DEADLINE_EXCEEDED');
+}, 60_000);

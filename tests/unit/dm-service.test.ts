@@ -56,7 +56,7 @@ test('not attached, a dm device, auto: served by dm; Status lists the filter and
   const { fake, dir } = setup();
   const { core, watchdogs } = agent(fake, dir);
   await core.start();
-  const r = await core.setFilter(req({ ranges: [{ start: '0', end: '9', ops: RW }] as never }));
+  const r = await core.setFilter(req({ ranges: [{ start: '0', end: '9', ops: RW }] as never, view: 'FILTER_VIEW_FULL' }));
   expect(r.filter).toMatchObject({ backend: 'BACKEND_DM', id: DM_ID_BASE, dm: { name: 'vg-lv', originalTable: ORIGINAL }, notCounted: expect.stringMatching(/^not counted/) });
   expect(fake.devs.get('vg-lv')!.live).toMatch(/^0 10 error$/m);
   expect(watchdogs).toEqual([dir]);

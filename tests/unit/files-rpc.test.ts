@@ -90,7 +90,7 @@ describe('SetFilter with a file: refusals change nothing', () => {
 
 describe('SetFilter with a file: an ordinary filter on the device holding it', () => {
   test("one range per merged extent, on the file's device in its coordinates, with the ops, TTL, probability, max failures and events asked for", async () => {
-    const f = await client.setFilter({ file: A, wholeDeviceOps: ['OP_READ', 'OP_WRITE'], ttlMs: 60_000, probability: 0.5, maxFailures: 7, eventsPerSecond: 10, eventsSpared: true });
+    const f = await client.setFilter({ file: A, wholeDeviceOps: ['OP_READ', 'OP_WRITE'], ttlMs: 60_000, probability: 0.5, maxFailures: 7, eventsPerSecond: 10, eventsSpared: true }, 'full');
     expect(f).toMatchObject({ device: { major: 7, minor: 1, name: 'loop0p1', startSector: '2048' }, file: A, wholeDevice: false, hasExpiry: true, probability: 0.5, maxFailures: '7', eventsPerSecond: 10, eventsSpared: true });
     expect(f.ranges.map((r) => [r.start, r.end, [...r.ops].sort()])).toEqual([
       ['16', '31', ['OP_READ', 'OP_WRITE']],
@@ -126,7 +126,7 @@ describe('SetFilter with a file: an ordinary filter on the device holding it', (
 
   test('a fragmented file whose 65 extents touch is one range', async () => {
     const p = file('touching', { dev: { major: 7, minor: 0 }, size: 65n * K, extents: Array.from({ length: 65 }, (_, i) => ext(BigInt(i) * K, K, [], BigInt(i) * K)) });
-    const f = await client.setFilter({ file: p, wholeDeviceOps: R });
+    const f = await client.setFilter({ file: p, wholeDeviceOps: R }, 'full');
     expect(f.ranges.map((r) => [r.start, r.end])).toEqual([['0', String(65 * 8 - 1)]]);
   });
 });

@@ -49,6 +49,20 @@ describe('fan-out over 200 endpoints', () => {
     expect(r.every((x) => x.ok)).toBe(true);
   });
 
+  test('onResult gives each answer once, with its index, as it finishes; keepValues false resolves results without them', async () => {
+    const hosts = eps.slice(0, 40).map((e) => e.address);
+    const seen: [number, string][] = [];
+    const results = await runFleet(hosts, (c) => c.status(), {
+      concurrency: 8,
+      timeoutMs: 5000,
+      keepValues: false,
+      onResult: (i, r) => seen.push([i, (r.value as { hostname: string }).hostname]),
+    });
+    expect(seen.map(([i]) => i).sort((a, b) => a - b)).toEqual(hosts.map((_h, i) => i));
+    expect(seen.every(([i, name]) => name === hosts[i])).toBe(true); // each index is its host's answer
+    expect(results.map((r) => [r.host, r.ok, 'value' in r])).toEqual(hosts.map((h) => [h, true, false]));
+  });
+
   test('no hosts: no results, no work', async () => {
     expect(await runFleet([], (c) => c.status())).toEqual([]);
   });

@@ -2,7 +2,7 @@
 // pinned, the attach-time self-test, and each program's recursion misses - the I/O
 // the kernel ran without the program, i.e. faults that could not be injected.
 import pc from 'picocolors';
-import { statusLines } from '../../client/render';
+import { describeFilter, statusLines } from '../../client/render';
 import type { AttachState__Output } from '../../proto/gen/iofilter/v1/AttachState';
 import type { StatusResponse__Output } from '../../proto/gen/iofilter/v1/StatusResponse';
 
@@ -105,4 +105,16 @@ test('attach on demand: said attached or idle on the first line; the default pol
   const on = statusLines(status({ policy: 'ATTACH_POLICY_ON_DEMAND' }), plain);
   expect(on[0]).toBe('db1 kernel 6.1.0; attached fmod_ret (fmod_ret/should_fail_bio) on demand; fmod_ret yes, observe yes; agent 0.1.0');
   expect(statusLines(status({ policy: 'ATTACH_POLICY_ALWAYS' }), plain)[0]).toBe('db1 kernel 6.1.0; attached fmod_ret (fmod_ret/should_fail_bio); fmod_ret yes, observe yes; agent 0.1.0');
+});
+
+test('basic view (no per-range list): status shows one row per filter with its totals; set says the ranges are not in the answer', () => {
+  const f = {
+    id: 4, device: { major: 7, minor: 0, name: 'loop0' }, wholeDevice: false, ranges: [], hasExpiry: false, remainingMs: '0', probability: 1, maxFailures: '0', failures: '0',
+    file: '', cgroup: null, matchedIos: '12', failedIos: '9', backend: 'BACKEND_BPF', notCounted: '',
+  };
+  const lines = statusLines(status({}, { filters: [f] as never }), plain);
+  const row = lines.find((l) => /loop0/.test(l))!;
+  expect(row.split('│').map((c) => c.trim()).filter(Boolean)).toEqual(['4', 'loop0 (7:0)', 'any', 'ranges (basic view)', 'error EIO', '12', '9', 'none']);
+  expect(describeFilter(f as never)).toBe('loop0 (7:0): ranges (not in this view); ttl none; filter 4');
+  expect(describeFilter({ ...f, wholeDevice: true } as never)).toBe('loop0 (7:0): whole device (not in this view); ttl none; filter 4');
 });

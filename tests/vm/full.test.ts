@@ -111,7 +111,7 @@ d(`VM full suite on Linux ${KERNEL}`, () => {
   test('4096 ranges on one disk: real EIO exactly on them, exact counters on the ones hit', matrixCase(KERNEL, 'fmod_ret', '4096 ranges', async () => {
     // one-sector ranges every 16 sectors: [0, 0], [16, 16], ..., [65520, 65520]
     const ranges = Array.from({ length: 4096 }, (_, i) => ({ start: i * 16, end: i * 16, ops: ['OP_WRITE' as const] }));
-    const f0 = await g.client.setFilter({ device: g.disk, ranges });
+    const f0 = await g.client.setFilter({ device: g.disk, ranges }, 'full');
     expect(f0.ranges).toHaveLength(4096);
     const seen = {
       first: await g.io(g.disk, 'write', 0, 1),
