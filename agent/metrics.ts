@@ -1,6 +1,6 @@
 // Prometheus metrics (prom-client) on --metrics-listen: the kernel's counters as
 // Status reports them, read at scrape time (per filter and range, attach state, TTLs,
-// losses, recursion misses), the Watch hub's own figures, and RPC counts and latency
+// losses, recursion and kprobe misses), the Watch hub's own figures, and RPC counts and latency
 // by method and code, fed by the server's interceptor. Read-only: no way in to the agent.
 import * as http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -45,6 +45,7 @@ export class AgentMetrics {
       eventsLost: counter('iofilter_events_lost_total', 'kernel events lost because the ring buffer had no room'),
       truncated: counter('iofilter_truncated_ios_total', 'I/Os that overlapped more ranges of one layer than the program judges'),
       recursion: counter('iofilter_program_recursion_misses_total', 'program runs the kernel skipped (recursion protection): I/O that passed unfiltered', ['prog_id', 'name']),
+      linkMissed: counter('iofilter_program_link_misses_total', "runs the program's kprobe missed (re-entered on a CPU already in a kprobe; kprobe mode, 6.7+): I/O that passed unfiltered", ['prog_id', 'name']),
       watchers: gauge('iofilter_watchers', 'Watch streams open'),
       watchQueued: gauge('iofilter_watch_queued_events', 'events queued for Watch streams, over all of them'),
       watchReceived: counter('iofilter_watch_kernel_events_total', 'kernel events the agent received from the ring buffer'),
@@ -80,7 +81,7 @@ export class AgentMetrics {
   /** Sets every status-derived series from one Status answer; series of filters gone disappear. */
   update(st: StatusResponse): void {
     const m = this.m;
-    for (const x of [m.rangeMatched, m.rangeFailed, m.filterMatched, m.filterFailed, m.eventsDropped, m.ttl, m.mode, m.recursion]) x.reset();
+    for (const x of [m.rangeMatched, m.rangeFailed, m.filterMatched, m.filterFailed, m.eventsDropped, m.ttl, m.mode, m.recursion, m.linkMissed]) x.reset();
     const filters = st.filters ?? [];
     let inForce = 0;
     for (const f of filters) {
@@ -102,9 +103,11 @@ export class AgentMetrics {
     m.attached.set(attached ? 1 : 0);
     const mode = attached ? modeFromWire(st.state?.mode) : undefined;
     for (const name of MODE_NAMES) if (name !== 'auto') m.mode.set({ mode: name }, name === mode ? 1 : 0);
-    for (const p of st.state?.programs ?? [])
-      if (p.recursionMisses !== undefined && p.recursionMisses !== null)
-        m.recursion.inc({ prog_id: String(p.progId ?? 0), name: p.name ?? '' }, num(p.recursionMisses));
+    for (const p of st.state?.programs ?? []) {
+      const pl = { prog_id: String(p.progId ?? 0), name: p.name ?? '' };
+      if (p.recursionMisses !== undefined && p.recursionMisses !== null) m.recursion.inc(pl, num(p.recursionMisses));
+      if (p.linkMissed !== undefined && p.linkMissed !== null) m.linkMissed.inc(pl, num(p.linkMissed));
+    }
     setCounter(m.eventsLost, num(st.eventsLost));
     setCounter(m.truncated, num(st.truncatedIos));
     if (this.hub) {

@@ -1,5 +1,5 @@
 // Native values as the wire has them: the attach state (with the self-test and each
-// program's recursion misses), a filter with its counters and scope, devices, limits.
+// program's recursion and kprobe misses), a filter with its counters and scope, devices, limits.
 import type * as native from '../native';
 import type { AttachState } from '../proto/gen/iofilter/v1/AttachState';
 import type { DeviceRef } from '../proto/gen/iofilter/v1/DeviceRef';
@@ -44,6 +44,7 @@ export function attachState(f: native.Filterer | null, pinDir: string): AttachSt
       name: p.name,
       ...(p.recursionMisses !== null && { recursionMisses: String(p.recursionMisses) }),
       runCount: String(p.runCount),
+      ...(p.linkMissed !== null && { linkMissed: String(p.linkMissed) }),
     })),
   };
 }

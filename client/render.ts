@@ -76,7 +76,8 @@ function stateLine(s?: AttachState__Output | null): string {
 /**
  * What an operator must know about the attached program beyond its mode: a link that
  * is not pinned (filters end with the agent), the attach-time self-test, and each
- * program's recursion misses (I/O it skipped: faults that could not be injected).
+ * program's misses (I/O it skipped: faults that could not be injected): the kernel's
+ * recursion misses and, in kprobe mode, the kprobe's own (re-entry, 6.7+).
  */
 export function attachDetailLines(s: AttachState__Output | null | undefined, c: Colors): string[] {
   if (!s?.attached) return [];
@@ -89,7 +90,15 @@ export function attachDetailLines(s: AttachState__Output | null | undefined, c: 
   else lines.push(`  self-test: not run${s.adopted ? ' (pins adopted from an earlier agent)' : ''}`);
   for (const p of s.programs) {
     const misses = p.recursionMisses === undefined ? 'recursion misses n/a (kernel < 5.12)' : p.recursionMisses === '0' ? '0 recursion misses' : c.yellow(`${p.recursionMisses} recursion misses: I/O it skipped, unfiltered`);
-    lines.push(`  program ${p.progId} ${p.name}: ${misses}`);
+    const kprobe =
+      p.linkMissed !== undefined
+        ? p.linkMissed === '0'
+          ? ', 0 kprobe misses'
+          : `, ${c.yellow(`${p.linkMissed} kprobe misses: I/O it skipped, unfiltered`)}`
+        : mode === 'kprobe'
+          ? ', kprobe misses n/a (kernel < 6.7)'
+          : '';
+    lines.push(`  program ${p.progId} ${p.name}: ${misses}${kprobe}`);
   }
   return lines;
 }

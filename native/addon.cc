@@ -4,6 +4,7 @@
 // attach.cc, table.cc, pins.cc, events.cc and fiemap.cc.
 #include <napi.h>
 
+#include <cerrno>
 #include <functional>
 #include <memory>
 
@@ -12,6 +13,7 @@
 #include "errors.h"
 #include "events.h"
 #include "fiemap.h"
+#include "linkinfo.h"
 #include "worker.h"
 
 extern "C" {
@@ -148,23 +150,29 @@ private:
       return o;
     });
   }
+  // The attached program's counters and its kprobe link's misses; a refused query is
+  // an error (never an empty list that would read as "no program").
   Napi::Value Stats(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!a_ || !a_->pinned)
       throw closed(env);
-    auto arr = Napi::Array::New(env);
-    bpf_prog_info pi = {};
-    uint32_t len = sizeof(pi);
-    if (bpf_obj_get_info_by_fd(a_->pinned->prog_fd, &pi, &len) == 0) {
+    return guard(env, [&]() -> Napi::Value {
+      bpf_prog_info pi = {};
+      uint32_t len = sizeof(pi);
+      if (bpf_obj_get_info_by_fd(a_->pinned->prog_fd, &pi, &len) != 0)
+        iof::sysfail(errno, "reading the program's info (BPF_OBJ_GET_INFO_BY_FD)");
+      auto missed = iof::kprobe_link_missed(a_->pinned->link_fd, a_->facts.link_missed);
       auto o = Napi::Object::New(env);
       o.Set("progId", pi.id);
       o.Set("name", std::string(pi.name));
       o.Set("recursionMisses",
             a_->facts.recursion_misses ? Napi::BigInt::New(env, uint64_t(pi.recursion_misses)) : env.Null());
       o.Set("runCount", Napi::BigInt::New(env, uint64_t(pi.run_cnt)));
+      o.Set("linkMissed", missed ? Napi::BigInt::New(env, *missed) : env.Null());
+      auto arr = Napi::Array::New(env, 1);
       arr.Set(uint32_t(0), o);
-    }
-    return arr;
+      return arr;
+    });
   }
 
   Napi::Value StartEvents(const Napi::CallbackInfo &info) {

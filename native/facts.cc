@@ -1,6 +1,7 @@
 // Kernel facts: release and config, lockdown, the BTF facts the program needs before
 // load, and feature probes (a raw program with a fetch-add) for what modes need.
 #include "facts.h"
+#include "linkinfo.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -191,6 +192,7 @@ KernelFacts read_facts() {
     k.perf_link = btf__find_by_name_kind(vmlinux, "bpf_perf_link", BTF_KIND_STRUCT) > 0;
     // per-program miss counter: 5.12 (commit 9ed9e9ba2337 "bpf: Count the number of times recursion was prevented")
     k.recursion_misses = btf__find_by_name_kind(vmlinux, "bpf_prog_inc_misses_counter", BTF_KIND_FUNC) > 0;
+    k.link_missed = kernel_reports_link_missed(vmlinux);
     blkcg = btf__find_by_name_kind(vmlinux, "blkcg_gq", BTF_KIND_STRUCT) > 0;
     mod_nop = enum_value(vmlinux, "BPF_MOD_NOP") >= 0;
     btf__free(vmlinux);

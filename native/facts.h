@@ -22,6 +22,7 @@ struct KernelFacts {
   bool fetch_atomics = false;
   bool perf_link = false;        // BPF perf links (5.15+): pinnable kprobe links
   bool recursion_misses = false; // bpf_prog_info.recursion_misses (5.12+)
+  bool link_missed = false;      // bpf_link_info.perf_event.kprobe.missed (6.7+): linkinfo.h
   bool cgroups = false;          // cgroup v2 mounted, blkcg in the kernel
   // ftrace reads bit 0 of a call target as "jmp, not call" (CONFIG_DYNAMIC_FTRACE_WITH_JMP,
   // x86-64, 6.19+), or may: the config is unreadable and BTF or the version says so

@@ -168,6 +168,12 @@ export interface ProgramStats {
   /** Runs skipped by the kernel's recursion protection; null where the kernel does not report it (< 5.12). */
   recursionMisses: bigint | null;
   runCount: bigint;
+  /**
+   * Runs the kprobe itself missed, re-entered on a CPU already in a kprobe: they never
+   * reach the program (bpf_link_info perf_event.kprobe.missed). null unless the program
+   * is attached through a kprobe perf link on a kernel that reports it (6.7+).
+   */
+  linkMissed: bigint | null;
 }
 
 export interface AttachState {

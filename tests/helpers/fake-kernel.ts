@@ -48,7 +48,7 @@ export class FakeFilterer implements native.Filterer {
   clearFilters() { return this.filters.splice(0).length; }
   listFilters() { return [...this.filters]; }
   reapExpired() { return 0; } // the fake's filters never run down
-  programStats() { return [{ progId: 1, name: 'iofilter_fake', recursionMisses: 0n, runCount: 0n }]; }
+  programStats() { return [{ progId: 1, name: 'iofilter_fake', recursionMisses: 0n, runCount: 0n, linkMissed: null }]; }
   counters() { return { truncatedIos: 0n, eventsLost: 0n }; }
   async detach() { this.filters.splice(0); }
 

@@ -90,9 +90,9 @@ test('RPC counts and latency histograms by method and code, streams included', a
   expect(inf).toBe(hist(after, 'Status', 'OK'));
 });
 
-test('figures only a full Status has: kernel losses, truncation, recursion misses, expired and TTL-less filters, detached', async () => {
+test('figures only a full Status has: kernel losses, truncation, recursion and kprobe misses, expired and TTL-less filters, detached', async () => {
   const st: StatusResponse = {
-    state: { attached: false, programs: [{ progId: 41, name: 'iofilter_fmod', recursionMisses: '7', runCount: '0' }, { progId: 42, name: 'old_kernel' /* < 5.12: not reported */ }] },
+    state: { attached: false, programs: [{ progId: 41, name: 'iofilter_kprobe', recursionMisses: '7', runCount: '0', linkMissed: '3' }, { progId: 42, name: 'old_kernel' /* < 5.12, < 6.7: not reported */ }] },
     eventsLost: '13',
     truncatedIos: '2',
     filters: [
@@ -104,7 +104,8 @@ test('figures only a full Status has: kernel losses, truncation, recursion misse
   const m = new Metrics(parseMetrics(await metrics.render()));
   expect(m.value('iofilter_events_lost_total')).toBe(13);
   expect(m.value('iofilter_truncated_ios_total')).toBe(2);
-  expect(m.all('iofilter_program_recursion_misses_total').map((s) => [s.labels, s.value])).toEqual([[{ prog_id: '41', name: 'iofilter_fmod' }, 7]]);
+  expect(m.all('iofilter_program_recursion_misses_total').map((s) => [s.labels, s.value])).toEqual([[{ prog_id: '41', name: 'iofilter_kprobe' }, 7]]);
+  expect(m.all('iofilter_program_link_misses_total').map((s) => [s.labels, s.value])).toEqual([[{ prog_id: '41', name: 'iofilter_kprobe' }, 3]]);
   expect(m.value('iofilter_filter_events_dropped_total', { filter_id: '5', device: 'sda', dev: '8:0' })).toBe(99);
   expect(m.value('iofilter_filter_failed_ios_total', { filter_id: '5' })).toBe(3);
   expect(m.value('iofilter_filters')).toBe(2);

@@ -45,7 +45,7 @@ test('attached and pinned: the self-test, then each program with its recursion m
   ]);
 });
 
-test('a kprobe link that cannot be pinned says filters end with the agent; misses n/a before 5.12; a failed self-test', () => {
+test('a kprobe link that cannot be pinned says filters end with the agent; recursion misses n/a before 5.12, kprobe misses before 6.7; a failed self-test', () => {
   const lines = statusLines(
     status({
       mode: 'MODE_KPROBE',
@@ -59,8 +59,17 @@ test('a kprobe link that cannot be pinned says filters end with the agent; misse
   expect(lines.slice(1, 4)).toEqual([
     '  pinned: false: this kernel cannot pin the kprobe link (kprobe links need 5.15): the program and its filters end when the agent exits',
     '  self-test: FAILED at 2023-11-14T22:13:20.000Z: the write to loop9 succeeded: the hook never ran',
-    '  program 5 iofilter_kprobe: recursion misses n/a (kernel < 5.12)',
+    '  program 5 iofilter_kprobe: recursion misses n/a (kernel < 5.12), kprobe misses n/a (kernel < 6.7)',
   ]);
+});
+
+test("kprobe mode on 6.7+: the kprobe link's own misses beside the recursion misses, yellow when not 0", () => {
+  const kprobe = (linkMissed: string, c = plain) =>
+    statusLines(status({ mode: 'MODE_KPROBE', hook: 'kprobe/should_fail_bio', programs: [{ progId: 5, name: 'iofilter_kprobe', recursionMisses: '0', runCount: '0', linkMissed }] }), c)[2];
+  expect(kprobe('0')).toBe('  program 5 iofilter_kprobe: 0 recursion misses, 0 kprobe misses');
+  expect(kprobe('4')).toBe('  program 5 iofilter_kprobe: 0 recursion misses, 4 kprobe misses: I/O it skipped, unfiltered');
+  const color = pc.createColors(true);
+  expect(kprobe('4', color)).toBe(`  program 5 iofilter_kprobe: 0 recursion misses, ${color.yellow('4 kprobe misses: I/O it skipped, unfiltered')}`);
 });
 
 test('adopted pins: the self-test was not run by this agent, and says why', () => {

@@ -1,12 +1,46 @@
 // Judgement the kernel program must never skip (issue 22), in the VM with real EIO:
 // bios that carry BIO_CHAIN from their first submission (all but the first bio of a
-// blk_next_bio chain) landing where a judged bio's record is still kept.
+// blk_next_bio chain) landing where a judged bio's record is still kept; and every
+// skip the kernel counts is shown (kprobe mode's own misses).
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { IoFilterClient } from '../../client';
+import { ROOT } from '../helpers/common';
 import { KERNEL } from '../helpers/guest';
 import { describeIf } from '../helpers/tier';
 import { Vm, vmUnavailableReason } from '../helpers/vm';
 
 const d = describeIf(vmUnavailableReason());
+const run = promisify(execFile);
+
+// kprobe mode per kernel: the kprobe link's own miss count is in bpf_link_info from 6.7
+// (6.12 here); 6.1 has a BPF perf link without it, 5.10 no BPF perf link at all (the
+// kprobe is not pinned); 7.2 refuses kprobes up front (README "kprobe mode on 7.x").
+// `cli`: the program's line in `iofilterctl status` (or the state, with none attached);
+// `series`: the iofilter_program_link_misses_total lines of a scrape, PROG the program id.
+const KPROBE_MISSES: Record<string, { attach: object; cli: RegExp; series: string[] }> = {
+  '5.10': {
+    attach: { mode: 'MODE_KPROBE', pinned: false, linkMissed: 'unset', json: 'unset' },
+    cli: /:\s+program \d+ iofilter_kprobe: recursion misses n\/a \(kernel < 5\.12\), kprobe misses n\/a \(kernel < 6\.7\)$/m,
+    series: [],
+  },
+  '6.1': {
+    attach: { mode: 'MODE_KPROBE', pinned: true, linkMissed: 'unset', json: 'unset' },
+    cli: /:\s+program \d+ iofilter_kprobe: \d+ recursion misses, kprobe misses n\/a \(kernel < 6\.7\)$/m,
+    series: [],
+  },
+  '6.12': {
+    attach: { mode: 'MODE_KPROBE', pinned: true, linkMissed: '0', json: '0' },
+    cli: /:\s+program \d+ iofilter_kprobe: \d+ recursion misses, 0 kprobe misses$/m,
+    series: ['iofilter_program_link_misses_total{prog_id="PROG",name="iofilter_kprobe"} 0'],
+  },
+  '7.2': {
+    attach: { refused: expect.stringMatching(/refused, a kprobe on should_fail_bio would crash this kernel/) },
+    cli: /^\S+: \S+ kernel 7\.2\.\S+; not attached;/m,
+    series: [],
+  },
+};
 
 d(`VM trust on Linux ${KERNEL}: no fresh bio skips judgement`, () => {
   let vm: Vm | undefined;
@@ -16,7 +50,7 @@ d(`VM trust on Linux ${KERNEL}: no fresh bio skips judgement`, () => {
     vm = await Vm.boot();
     // the agent's start is waited for on the guest's side, however slow the emulator is
     // (a client polling meanwhile backs off for up to two minutes between attempts)
-    await vm.startAgent(['--attach', 'fmod_ret']);
+    await vm.startAgent(['--attach', 'fmod_ret', '--metrics-listen', '9464']);
     await vm.sh(`for t in $(seq 1800); do grep -q '"msg":"serving"' /dev/shm/iofilter-agent.log && exit 0; sleep 0.5; done; tail -5 /dev/shm/iofilter-agent.log; exit 1`, 960_000);
     client = new IoFilterClient(vm.agentAddress, { timeoutMs: 120_000 });
     const st = await client.status();
@@ -87,6 +121,35 @@ d(`VM trust on Linux ${KERNEL}: no fresh bio skips judgement`, () => {
     } finally {
       await client.deleteFilter(dev).catch(() => undefined);
       await vm!.exec(`losetup -d ${dev}; rm -f /dev/shm/trust-split.img`);
+    }
+  }, 600_000);
+
+  test("kprobe mode: the kprobe link's own misses in Status, iofilterctl status (--json) and metrics where the kernel reports them (6.7+), unset before", async () => {
+    const want = KPROBE_MISSES[KERNEL];
+    expect(want).toBeDefined();
+    // fmod_ret and observe (the tests above) attach through a tracing link: no kprobe count, on any kernel
+    expect((await client.status()).state?.programs.map((p) => p.linkMissed ?? 'unset')).toEqual(['unset']);
+    await client.detach();
+    const cli = path.join(ROOT, 'dist', 'client', 'cli.js');
+    const ctl = async (...args: string[]) => (await run(process.execPath, [cli, '--host', vm!.agentAddress, '--timeout', '120s', ...args])).stdout;
+    try {
+      const attached = await client.attach('kprobe').then(
+        async (s) => {
+          const json = JSON.parse(await ctl('status', '--json'));
+          return { mode: s.mode, pinned: s.pinned, linkMissed: s.programs[0]?.linkMissed ?? 'unset', json: json.value.state.programs[0]?.linkMissed ?? 'unset' };
+        },
+        (e: { details: string }) => ({ refused: e.details }),
+      );
+      expect(attached).toEqual(want.attach);
+      expect(await ctl('status')).toMatch(want.cli);
+      const prog = String((await client.status()).state?.progIds?.[0] ?? 'none');
+      const scrape = await vm!.sh('curl -sf 127.0.0.1:9464/metrics');
+      expect(scrape.split('\n').filter((l) => l.startsWith('iofilter_program_link_misses_total'))).toEqual(want.series.map((l) => l.replace('PROG', prog)));
+      // the older way, tracefs's kprobe_profile (nmissed per kprobe event), does not list
+      // a kprobe made through the perf kprobe PMU as libbpf makes it: nothing to read there
+      expect(await vm!.sh('grep -c should_fail_bio /sys/kernel/debug/tracing/kprobe_profile || true')).toBe('0');
+    } finally {
+      await client.detach();
     }
   }, 600_000);
 
