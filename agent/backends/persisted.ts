@@ -3,6 +3,7 @@
 // watchdog and the restore at agent start without anything else to wire.
 import type { Logger } from '../log';
 import { DmBackend } from './dm/backend';
+import type { DmCounting } from './dm/count';
 import type { Dmsetup } from './dm/dmsetup';
 import type { Clock, StateDir } from './dm/state';
 import type { PersistedBackend } from './types';
@@ -16,6 +17,8 @@ export interface PersistedDeps {
   sysfs?: string;
   /** Called after a fault with a deadline is in force (the agent starts the watchdog). */
   onFault?: () => void;
+  /** The agent's dm counters (the watchdog has none). */
+  counting?: DmCounting;
 }
 
 export interface Persisted {
@@ -25,6 +28,6 @@ export interface Persisted {
 }
 
 export function persistedBackends(d: PersistedDeps): Persisted {
-  const dm = new DmBackend({ state: d.state, dm: d.dmsetup, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, onFault: d.onFault });
+  const dm = new DmBackend({ state: d.state, dm: d.dmsetup, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, onFault: d.onFault, counting: d.counting });
   return { dm, all: [dm] };
 }
