@@ -53,7 +53,7 @@ d('VM dm filters counted under an observe attach', () => {
   });
 
   test('error range: N failed reads and M failed writes counted exactly, I/O outside not; one filter listed; events carry the dm id; delete ends both', async () => {
-    const f = (await g.client.setFilter({ device: LV, ranges: [{ start: 40000, end: 40099, ops: [...RW] }], ttlMs: 600_000 })).filter!;
+    const f = await g.client.setFilter({ device: LV, ranges: [{ start: 40000, end: 40099, ops: [...RW] }], ttlMs: 600_000 });
     expect(f).toMatchObject({ backend: 'BACKEND_DM', notCounted: '', matchedIos: '0', failedIos: '0' });
     expect(await table()).toMatch(/^40000 100 error\s*$/m);
     const w = watchStream(g.client, { filterId: f.id });
@@ -80,7 +80,7 @@ d('VM dm filters counted under an observe attach', () => {
   });
 
   test('flakey write filter: writes in range and every flush to the device counted as failed; reads pass uncounted', async () => {
-    const f = (await g.client.setFilter({ device: LV, ranges: [{ start: 1000, end: 1999, ops: [...W] }], ttlMs: 600_000 })).filter!;
+    const f = await g.client.setFilter({ device: LV, ranges: [{ start: 1000, end: 1999, ops: [...W] }], ttlMs: 600_000 });
     expect(await table()).toMatch(/^1000 1000 flakey \S+ 3048 0 1 1 error_writes\s*$/m);
     expect(await g.io(LV, 'write', 1000, 8)).toBe('EIO');
     expect(await g.io(LV, 'write', 1992, 8)).toBe('EIO');
@@ -96,7 +96,7 @@ d('VM dm filters counted under an observe attach', () => {
 
   test('TTL: the table and its counter end together; nothing left in the bpf maps', async () => {
     const t0 = await g.uptimeMs();
-    const f = (await g.client.setFilter({ device: LV, ranges: [{ start: 8000, end: 8099, ops: [...RW] }], ttlMs: 20_000 })).filter!;
+    const f = await g.client.setFilter({ device: LV, ranges: [{ start: 8000, end: 8099, ops: [...RW] }], ttlMs: 20_000 });
     expect(await g.io(LV, 'read', 8000, 8)).toBe('EIO');
     expect(await g.io(LV, 'read', 8040, 8)).toBe('EIO');
     expect((await g.client.status()).filters).toMatchObject([{ id: f.id, matchedIos: '2', failedIos: '2' }]);
