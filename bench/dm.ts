@@ -11,7 +11,7 @@
 // D is chosen from phase 1 (3x its time, at least 15 s) so that phase 3 holds about CYCLES cycles. fio's JSON gives each
 // run's clat max and p99, and whether any I/O failed; its per-I/O latency log gives the
 // longest gap between two completions (the longest pause fio saw).
-//   node dist/bench/dm.js '{"cycles":20}' OUT.json
+//   node dist/bench/dm.js '{"cycles":20,"maxSeconds":600}' OUT.json
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import pino from 'pino';
@@ -110,7 +110,9 @@ async function fio(seconds: number, tag: string, during: () => Promise<void>): P
 
 async function main() {
   const [optsArg, out] = process.argv.slice(2);
-  const cycles = Number(JSON.parse(optsArg || '{}').cycles ?? 20);
+  const opts = JSON.parse(optsArg || '{}');
+  const cycles = Number(opts.cycles ?? 20);
+  const maxSeconds = Number(opts.maxSeconds ?? 600); // a loaded TCG guest can take 15 s a cycle
   const a = createLoop(16);
   const b = createLoop(16);
   const devno = (p: string) => fs.readFileSync(`/sys/class/block/${p.slice(5)}/dev`, 'utf8').trim();
@@ -126,7 +128,7 @@ async function main() {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < cycles; i++) await cycle(client, idle);
     const idleMs = ms(t0);
-    const seconds = Math.max(15, Math.ceil((idleMs * 3) / 1000)); // room for CYCLES cycles under load, which are slower
+    const seconds = Math.min(maxSeconds, Math.max(15, Math.ceil((idleMs * 3) / 1000))); // room for CYCLES cycles under load, which are slower
     process.stderr.write(`  idle: ${cycles} cycles in ${Math.round(idleMs)} ms; fio runs ${seconds} s per phase\n`);
     const fioAlone = await fio(seconds, 'alone', async () => undefined);
     const underLoad: Latencies = { setMs: [], deleteMs: [] };
