@@ -206,7 +206,7 @@ function eventsAndMetrics(cfg: AgentConfig, core: IoFilterCore, log: Logger, sys
   });
   // the native ring-buffer reader runs while attached, watched or not, so the kernel
   // never counts events as lost just because nobody was watching
-  core.onFilterer((f) => (f ? hub.attach(nativeEventSource(f)) : hub.detach()));
+  core.onFilterer((f) => (f ? hub.attach(core.backends.companions.events(nativeEventSource(f))) : hub.detach()));
   const metrics = cfg.metricsListen ? new AgentMetrics(() => core.status(), hub) : undefined;
   return { hub, metrics };
 }

@@ -68,7 +68,7 @@ export class IoFilterCore {
     private readonly cgroups = new CgroupResolver(),
     backendDeps?: Partial<BackendDeps>,
   ) {
-    this.backends = new Backends(cfg, log, { sysfs, ...backendDeps });
+    this.backends = new Backends(cfg, log, { sysfs, bpf: () => this.handle, ...backendDeps });
     this.media = new Media(sysfs);
   }
 
@@ -119,6 +119,9 @@ export class IoFilterCore {
       }
     }
     await this.backends.start(); // restores dm faults that expired while no agent ran, before serving
+    // expired filters out first: a dm filter's counter that outlived it while no agent ran is one
+    this.filterer?.reapExpired();
+    this.backends.companions.reconcile();
     this.reaper = setInterval(() => this.reap(), 1000);
     this.reaper.unref();
   }
@@ -143,6 +146,7 @@ export class IoFilterCore {
 
   private reap(): void {
     void this.serial(async () => {
+      this.backends.companions.snapshot(); // a dm filter keeps its final counts until restored
       const n = this.filterer?.reapExpired() ?? 0;
       if (n) this.log.info({ removed: n }, 'removed expired filters (the kernel had already stopped enforcing them)');
       this.reapMoved();
@@ -224,6 +228,7 @@ export class IoFilterCore {
         throw fromNative(e, `attach ${mode}`);
       }
       this.attachError = '';
+      this.backends.companions.reconcile();
       this.log.info({ mode: this.filterer.state.mode, hook: this.filterer.state.hook, adopted: this.filterer.state.adopted }, 'attached');
       return this.state();
     });
@@ -299,6 +304,8 @@ export class IoFilterCore {
       const t = deleteTarget(req);
       if ('id' in t) {
         const info = f.getFilter({ id: t.id });
+        const dm = this.backends.companions.dmOf(t.id);
+        if (info && dm) throw precondition(`filter ${t.id} counts dm filter ${dm.id} on ${dm.name}: delete that one`);
         const removed = f.deleteFilter({ id: t.id });
         await this.settle();
         return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
@@ -351,7 +358,7 @@ export class IoFilterCore {
       lockdown: caps?.lockdown ?? 'unknown',
       capabilities: (caps?.modes ?? []).map(capabilityOf),
       state: this.state(),
-      filters: [...(f ? f.listFilters().map((x) => this.toFilter(x, undefined, view)) : []), ...this.backends.list().map((x) => withView(x, view))],
+      filters: [...(f ? this.bpfFilters(f).map((x) => this.toFilter(x, undefined, view)) : []), ...this.backends.list().map((x) => withView(x, view))],
       agentVersion: version,
       uptimeMs: String(Date.now() - this.startedAt),
       hostname: os.hostname(),
@@ -388,8 +395,13 @@ export class IoFilterCore {
       attached: !!f,
       enforcing,
       why,
-      hasFilterOn: (dev) => !!f?.listFilters().some((x) => x.device.major === dev.major && x.device.minor === dev.minor),
+      hasFilterOn: (dev) => !!f && this.bpfFilters(f).some((x) => x.device.major === dev.major && x.device.minor === dev.minor),
     };
+  }
+
+  /** The bpf filters of their own: dm filters' observe counters are shown on the dm filter. */
+  private bpfFilters(f: native.Filterer): native.FilterInfo[] {
+    return f.listFilters().filter((x) => !this.backends.companions.isCompanion(x));
   }
 
   private bpfCapability() {

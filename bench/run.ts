@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { runControl } from './control';
 import { DatapathOptions, DatapathRun, runDatapath } from './datapath';
+import { DmBenchResult, dmLines } from './dm';
 import { runFanout } from './fanout';
 import type { FirstFailSample } from './first-fail';
 import { nativePerf } from './native-perf';
@@ -111,6 +112,15 @@ async function main() {
     goals.push(firstFailGoal(ff.samples));
   } catch (e) {
     summary.push('', `SetFilter -> first EIO: not measured (${(e as Error).message})`);
+  }
+
+  section(`dm backend: SetFilter/DeleteFilter latency and fio during table swaps, in the VM (kernel ${kernel})`);
+  try {
+    const dm = inVm<DmBenchResult>('dm.js', [JSON.stringify({ cycles: quick ? 5 : 20 })]);
+    save('dm', dm);
+    summary.push('', ...dmLines(dm));
+  } catch (e) {
+    summary.push('', `dm backend: not measured (${(e as Error).message})`);
   }
 
   const loadEnd = os.loadavg();

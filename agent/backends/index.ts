@@ -17,6 +17,7 @@ import type { Logger } from '../log';
 import type { DmBackend } from './dm/backend';
 import { Dmsetup, realExec } from './dm/dmsetup';
 import { flockLocker, isWatchdog, Locker, OwnerLock } from './dm/lock';
+import { Companions } from './dm/count';
 import { Clock, DM_ID_BASE, StateDir, systemClock } from './dm/state';
 import { describeFault } from '../../proto/faults';
 import { EIO, FaultSpec, faultToWire } from '../faults';
@@ -37,6 +38,8 @@ export interface BackendDeps {
   locker?: Locker;
   /** Starts the watchdog (tests substitute); default: dist/agent/watchdog.js, detached. */
   spawnWatchdog?: (stateDir: string) => number;
+  /** The attached bpf handle, for counting dm filters under an observe attach (dm/count.ts). */
+  bpf?: () => native.Filterer | null;
 }
 
 /** What the service knows about bpf when choosing. */
@@ -61,6 +64,8 @@ export class Backends {
   /** Every persisted backend (dm first). */
   readonly all: PersistedBackend[];
   readonly wrapper: Wrapper;
+  /** The observe counters of dm filters. */
+  readonly companions: Companions;
   private lock: OwnerLock | null = null;
   private watchdogPid = 0;
 
@@ -71,7 +76,9 @@ export class Backends {
   ) {
     this.state = new StateDir(cfg.stateDir);
     const dm = deps.dmsetup ?? new Dmsetup(realExec());
-    const p = persistedBackends({ state: this.state, dmsetup: dm, clock: deps.clock ?? systemClock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, debugfs: deps.debugfs, blkFiles: deps.blkFiles, blkProbe: deps.blkProbe, onFault: () => this.ensureWatchdog() });
+    const clock = deps.clock ?? systemClock;
+    this.companions = new Companions(deps.bpf ?? (() => null), this.state, clock, log, deps.sysfs);
+    const p = persistedBackends({ state: this.state, dmsetup: dm, clock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, debugfs: deps.debugfs, blkFiles: deps.blkFiles, blkProbe: deps.blkProbe, onFault: () => this.ensureWatchdog(), counting: this.companions });
     this.dm = p.dm;
     this.all = p.all;
     this.wrapper = new Wrapper(dm, this.state, deps.sysfs);

@@ -6,6 +6,7 @@ import { BlkinjectBackend } from './blkinject/backend';
 import type { ProbeEnv } from './blkinject/capability';
 import type { InjectionFiles } from './blkinject/debugfs';
 import { DmBackend } from './dm/backend';
+import type { DmCounting } from './dm/count';
 import type { Dmsetup } from './dm/dmsetup';
 import type { Clock, StateDir } from './dm/state';
 import type { PersistedBackend } from './types';
@@ -23,6 +24,8 @@ export interface PersistedDeps {
   blkProbe?: Partial<ProbeEnv>;
   /** Called after a fault with a deadline is in force (the agent starts the watchdog). */
   onFault?: () => void;
+  /** The agent's dm counters (the watchdog has none). */
+  counting?: DmCounting;
 }
 
 export interface Persisted {
@@ -33,7 +36,7 @@ export interface Persisted {
 }
 
 export function persistedBackends(d: PersistedDeps): Persisted {
-  const dm = new DmBackend({ state: d.state, dm: d.dmsetup, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, onFault: d.onFault });
+  const dm = new DmBackend({ state: d.state, dm: d.dmsetup, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, onFault: d.onFault, counting: d.counting });
   const blkinject = new BlkinjectBackend({ state: d.state, clock: d.clock, release: d.release, log: d.log, sysfs: d.sysfs, debugfs: d.debugfs, files: d.blkFiles, probeEnv: d.blkProbe, onFault: d.onFault });
   // auto tries dm first: on a dm device it serves EIO on any kernel
   return { dm, blkinject, all: [dm, blkinject] };

@@ -41,7 +41,10 @@ export class Vm {
   }
 
   static async boot(): Promise<Vm> {
-    const [execPort, agentPort] = [await freePort(), await freePort()];
+    // below the kernel's ephemeral range (32768+): a port picked there can be taken by any
+    // process's listen(0) before QEMU binds it, which a busy machine does within seconds
+    const below = { min: 20000, max: 32000 };
+    const [execPort, agentPort] = [await freePort(below), await freePort(below)];
     const proc = spawn(
       path.join(ROOT, 'tests', 'vm', 'run'),
       ['--fwd', `${execPort}:7070`, '--fwd', `${agentPort}:50051`, 'node', 'tests/vm/guest-exec.js', '7070'],

@@ -19,6 +19,7 @@ import { deviceRef } from '../../wire';
 import { EIO, FaultSpec, faultToWire } from '../../faults';
 import type { BackendKey, PersistedBackend } from '../types';
 import { Dmsetup, DmsetupError } from './dmsetup';
+import type { DmCounting } from './count';
 import { Clock, deadlineIn, DmFault, remainingMs, StateDir } from './state';
 import { faultedTable, faultRanges, normalize, notLinear, parseTable, TableError } from './table';
 
@@ -35,6 +36,8 @@ export interface DmOptions {
   onFault?: () => void;
   /** Loads a kernel module: null when loaded, else why not (tests substitute). */
   modprobe?: (module: string) => Promise<string | null>;
+  /** Counts the I/O its tables fail (count.ts; the agent's, under an observe attach). The watchdog has none. */
+  counting?: DmCounting;
 }
 
 /** modprobe MODULE, bounded: stock kernels build device-mapper as a module (dm-mod). */
@@ -44,7 +47,7 @@ export function modprobe(module: string): Promise<string | null> {
   });
 }
 
-export const NOT_COUNTED = 'not counted: dm filters have no per-I/O counters yet (the table fails the I/O, no program sees it)';
+export const NOT_COUNTED = 'not counted: no bpf program counts dm filters here';
 
 export class DmBackend implements PersistedBackend {
   readonly name = 'dm' as const;
@@ -124,7 +127,7 @@ export class DmBackend implements PersistedBackend {
     if (spec.cgroup) return { refusal: 'cgroup scope: a dm table fails every I/O to its sectors, whoever sends it (the bpf backend scopes by cgroup)' };
     if (spec.probability !== undefined && spec.probability < 1) return { refusal: `probability ${spec.probability}: a dm error segment fails every I/O (the bpf backend draws per I/O)` };
     if (spec.maxFailures) return { refusal: 'max_failures: a dm table cannot count the I/O it fails (the bpf backend can)' };
-    if (spec.eventsSpared || (spec.eventsPerSecond ?? 0) > 0) return { refusal: 'events: dm filters have no per-I/O events (set events_per_second 0)' };
+    if (spec.eventsSpared) return { refusal: 'events_spared: a dm table spares nothing it matches (its events come from its observe counter)' };
     const original = await this.baseTable(name);
     let segs;
     try {
@@ -162,13 +165,18 @@ export class DmBackend implements PersistedBackend {
       createdUnixMs: this.o.clock.realtimeMs(),
       fault: faultToWire(fault),
     };
+    if (spec.eventsPerSecond !== undefined) f.eventsPerSecond = spec.eventsPerSecond;
     if (f.whole) f.ranges = [{ start: '0', end: String(dev.size - 1n), ops: spec.wholeOps ?? [] }];
     this.o.state.putFault(f); // before the swap: a crash from here on still knows the original
+    let counting = false;
     try {
-      await this.swap(name, f.faulted);
+      await this.swap(name, f.faulted, () => ((counting = true), this.o.counting?.start(f)));
     } catch (e) {
       if (before) this.o.state.putFault(before);
       else this.o.state.removeFault(name);
+      // resume failed after the counter moved: put it back as the records are
+      if (counting && before) this.o.counting?.start(before);
+      else if (counting) this.o.counting?.stop(f);
       throw e;
     }
     this.o.log.info({ dm: name, id: f.id, table: f.faulted }, 'dm fault in force');
@@ -176,8 +184,11 @@ export class DmBackend implements PersistedBackend {
     return this.toFilter(f);
   }
 
-  /** Load, bounded suspend, resume; on any error the device is resumed with its live table. */
-  private async swap(name: string, table: string): Promise<void> {
+  /**
+   * Load, bounded suspend, resume; on any error the device is resumed with its live table.
+   * `suspended` runs while the device is suspended (bios sent now wait for the new table).
+   */
+  private async swap(name: string, table: string, suspended?: () => void): Promise<void> {
     try {
       await this.o.dm.load(name, table);
     } catch (e) {
@@ -192,6 +203,7 @@ export class DmBackend implements PersistedBackend {
       const resumed = await this.o.dm.resume(name).then(() => 'resumed with its previous table', (r: Error) => `resume failed too: ${r.message}`);
       throw precondition(`backend dm: suspending ${name} failed (${why}); ${resumed}`);
     }
+    suspended?.();
     await this.o.dm.resume(name);
   }
 
@@ -214,6 +226,7 @@ export class DmBackend implements PersistedBackend {
     } catch (e) {
       // the device is gone (removed by its owner): nothing is faulted any more
       this.o.log.warn({ dm: f.name, id: f.id, err: (e as Error).message }, 'dm device of a fault is gone; forgetting the fault');
+      this.o.counting?.stop(f);
       this.o.state.removeFault(f.name);
       return;
     }
@@ -223,7 +236,9 @@ export class DmBackend implements PersistedBackend {
       await this.o.dm.resume(f.name);
     }
     const state = await this.checkUnchanged(f);
-    if (state === 'faulted') await this.swap(f.name, f.original);
+    // the counter goes with the faulted table (before the record: a crash in between leaves the record, not the counter)
+    if (state === 'faulted') await this.swap(f.name, f.original, () => this.o.counting?.stop(f));
+    else this.o.counting?.stop(f);
     this.o.state.removeFault(f.name);
     this.o.log.info({ dm: f.name, id: f.id, why, wasInForce: state === 'faulted' }, 'dm table restored');
   }
@@ -299,21 +314,23 @@ export class DmBackend implements PersistedBackend {
       device = { major, minor, name: f.name };
     }
     const left = f.deadline ? remainingMs(f.deadline, this.o.clock) : 0;
+    const c = this.o.counting?.view(f) ?? { counted: false, why: NOT_COUNTED };
+    const n = (i: number, k: 'matched' | 'failed') => (c.counted ? String(c.ranges[i][k]) : '0');
     return {
       device,
       wholeDevice: f.whole,
-      ranges: f.ranges.map((r) => ({ start: r.start, end: r.end, ops: r.ops.map(opToWire), matched: '0', failed: '0' })),
+      ranges: f.ranges.map((r, i) => ({ start: r.start, end: r.end, ops: r.ops.map(opToWire), matched: n(i, 'matched'), failed: n(i, 'failed') })),
       hasExpiry: !!f.deadline,
       remainingMs: String(left),
       probability: 1,
       maxFailures: '0',
       failures: '0',
       id: f.id,
-      matchedIos: '0',
-      failedIos: '0',
+      matchedIos: c.counted ? String(c.matchedIos) : '0',
+      failedIos: c.counted ? String(c.failedIos) : '0',
       backend: 'BACKEND_DM',
       dm: { name: f.name, originalTable: f.original, table: f.faulted },
-      notCounted: NOT_COUNTED,
+      notCounted: c.counted ? '' : c.why,
       fault: f.fault ?? faultToWire(EIO),
     };
   }

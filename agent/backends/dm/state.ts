@@ -29,6 +29,8 @@ export interface DmFault {
   createdUnixMs: number;
   /** What the segments do (absent in records of agents before fault kinds: error EIO). */
   fault?: Fault;
+  /** Kernel events per second of its observe counter (count.ts); absent: the program's default. */
+  eventsPerSecond?: number;
 }
 
 export interface Wrapped {
