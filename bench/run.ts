@@ -18,7 +18,7 @@ import { runOnDemand } from './ondemand';
 import { runProfile } from './profile';
 import { fanoutGoals, fanoutTable } from './fanout-report';
 import { controlGoals, controlTable, datapathGoals, datapathTable, firstFailGoal, firstFailLines, Goal, onDemandGoal, onDemandLines, profileTable } from './report';
-import { fmt, machine, median, writeResult } from './stats';
+import { machine, writeResult } from './stats';
 
 const ROOT = path.join(__dirname, '..', '..');
 const OUT = path.join(ROOT, 'bench', 'results');

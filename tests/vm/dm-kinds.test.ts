@@ -81,7 +81,10 @@ d(`VM fault kinds on the dm backend, Linux ${KERNEL}`, () => {
     expect(part.total_ios).toBe(ios);
     return part.clat_ns.percentile['50.000000'] / 1e6;
   }
-  type Lat = { total_ios: number; clat_ns: { percentile: Record<string, number> } };
+  interface Lat {
+    total_ios: number;
+    clat_ns: { percentile: Record<string, number> };
+  }
 
   test('delay: p50 inside the range is the delay plus at most the slack; outside it is what it was', async () => {
     const IN = 2048; // sectors 2048-4095 of the first segment
