@@ -67,7 +67,7 @@ export class IoFilterCore {
     private readonly cgroups = new CgroupResolver(),
     backendDeps?: Partial<BackendDeps>,
   ) {
-    this.backends = new Backends(cfg, log, { sysfs, ...backendDeps });
+    this.backends = new Backends(cfg, log, { sysfs, cgroups, ...backendDeps });
     this.media = new Media(sysfs);
   }
 
@@ -251,31 +251,40 @@ export class IoFilterCore {
 
   deleteFilter(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse> {
     return this.serial(async () => {
-      const viaDm = await this.deleteOnBackends(req);
-      if (viaDm) return viaDm;
-      const f = this.attached();
-      const t = deleteTarget(req);
-      if ('id' in t) {
-        const info = f.getFilter({ id: t.id });
-        const removed = f.deleteFilter({ id: t.id });
-        return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
-      }
-      // a filter on a device that has since disappeared can still be deleted by number
-      let dev: DeviceInfo | null = null;
-      let nums: { major: number; minor: number };
-      try {
-        dev = resolveDevice(t.device, this.sysfs);
-        nums = dev;
-      } catch (e) {
-        if (t.device.startsWith('/')) throw e;
-        nums = parseDevNumbers(t.device);
-      }
-      const device = { major: nums.major, minor: nums.minor };
-      if (!t.scope && !t.allScopes) refuseIfScoped(t.device, device, f.listFilters());
-      const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
-      const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
-      return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };
+      const t0 = deleteTarget(req);
+      // throttle filters (io.max) stand beside the device's other filters: theirs first, then the rest
+      const thr = 'id' in t0 ? null : await this.backends.deleteThrottled(t0);
+      if (thr && !this.filterer && !this.backends.exclusiveOn(thr.nums)) return thr.res;
+      const r = await this.deleteOthers(req);
+      return thr ? { existed: true, removed: thr.res.removed! + r.removed!, device: thr.res.device } : r;
     });
+  }
+
+  private async deleteOthers(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse> {
+    const viaDm = await this.deleteOnBackends(req);
+    if (viaDm) return viaDm;
+    const f = this.attached();
+    const t = deleteTarget(req);
+    if ('id' in t) {
+      const info = f.getFilter({ id: t.id });
+      const removed = f.deleteFilter({ id: t.id });
+      return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
+    }
+    // a filter on a device that has since disappeared can still be deleted by number
+    let dev: DeviceInfo | null = null;
+    let nums: { major: number; minor: number };
+    try {
+      dev = resolveDevice(t.device, this.sysfs);
+      nums = dev;
+    } catch (e) {
+      if (t.device.startsWith('/')) throw e;
+      nums = parseDevNumbers(t.device);
+    }
+    const device = { major: nums.major, minor: nums.minor };
+    if (!t.scope && !t.allScopes) refuseIfScoped(t.device, device, f.listFilters());
+    const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
+    const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
+    return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };
   }
 
   /** Deletes every filter on this host (`iofilterctl halt`); idempotent. Not attached: nothing is in force. */

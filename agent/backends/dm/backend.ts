@@ -38,6 +38,7 @@ export const NOT_COUNTED = 'not counted: dm filters have no per-I/O counters yet
 
 export class DmBackend implements PersistedBackend {
   readonly name = 'dm' as const;
+  readonly exclusive = true;
   private cap: BackendCapability = { backend: 'BACKEND_DM', available: false, reason: 'not probed yet', detail: '' };
   private readonly reported = new Set<string>();
 
