@@ -129,7 +129,12 @@ export class ThrottleBackend implements PersistedBackend {
     const why = cgroupRefusal(m, rel);
     if (why) return { refusal: why };
     const dir = path.join(m.dir, ...rel.split('/').filter(Boolean));
-    const ino = fs.statSync(dir, { bigint: true }).ino;
+    let ino: bigint;
+    try {
+      ino = fs.statSync(dir, { bigint: true }).ino;
+    } catch {
+      return { refusal: `cgroup ${rel} is gone (removed after it was resolved); try again` };
+    }
     if (ino !== spec.cgroup.id) return { refusal: `cgroup ${rel} is not the cgroup resolved (id ${spec.cgroup.id}, now ${ino}): it was replaced; try again` };
     return { dir, line: renderLine(`${dev.major}:${dev.minor}`, limitsOf(fault))! };
   }
