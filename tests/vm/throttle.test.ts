@@ -36,11 +36,12 @@ d(`VM throttle backend (cgroup io.max) on Linux ${KERNEL}`, () => {
   /**
    * fio direct 64 KiB writes for `secs` s in each cgroup at once, each in its own 16 MiB
    * of the disk; bytes/s per cgroup. Queue depth 16 (1 MiB), so bios always wait in the
-   * throttle: blk-throttle trims its slice after each dispatch and drops the credit of
-   * any time its queue stood empty, so a synchronous writer, or a guest whose timers
-   * fire late under a loaded emulator, runs below the limit (measured here in TCG on
-   * trixie's 6.12 at 4.3 MiB/s: 0.4-0.9x with queue depths 1-64 while the host's load
-   * average was 13; 1.00x at 1 MiB/s in the same boot).
+   * throttle. Before 7.x blk-throttle's throtl_trim_slice drops the credit of a dispatch
+   * that came late (7.2 keeps one slice for it: "timer wakeup delay ... causing lower
+   * rate than expected"), so a synchronous writer, or a guest whose timers fire late
+   * (a loaded emulator, a busy sibling) runs below the limit: measured in TCG on trixie's
+   * 6.12 at 4.3 MiB/s, 0.4-0.9x with queue depths 1-64 at host load 13, 1.00x at 1 MiB/s
+   * in the same boot, 0.80x at 1 MiB/s beside a sibling writing 133 MiB/s.
    */
   async function fio(cgroups: string[], secs = 6): Promise<number[]> {
     const jobs = cgroups.map(
@@ -86,7 +87,8 @@ d(`VM throttle backend (cgroup io.max) on Linux ${KERNEL}`, () => {
 
   test('fio in the throttled cgroup runs at wbps (within 10 %), its sibling at the same time at 3x or more; delete restores a pre-existing line byte for byte', async () => {
     const [unthrottled] = await fio([B]);
-    // a limit far below what the disk does here (a loaded TCG guest keeps up with it)
+    // a limit far below what the disk does here (a loaded TCG guest keeps up with it:
+    // trixie's 6.12 alone at 1.00x while 4.3 MiB/s came out at 0.4-0.9x on a host at load 13)
     const limit = MiB;
     expect(unthrottled).toBeGreaterThanOrEqual(8 * limit);
     // A already limits something else on this disk: that line must come back exactly
@@ -101,13 +103,21 @@ d(`VM throttle backend (cgroup io.max) on Linux ${KERNEL}`, () => {
     expect(st).toEqual([expect.objectContaining({ id: r.filter!.id, backend: 'BACKEND_THROTTLE', cgroup: expect.objectContaining({ path: `/${A}` }), notCounted: expect.stringMatching(/^not counted/) })]);
     expect(Number(st[0].remainingMs)).toBeGreaterThan(500_000);
 
-    const [throttled, sibling] = await fio([A, B], 8);
+    // the rate, measured alone: a busy sibling in this 2-CPU TCG guest delays the throttle's
+    // timers, and kernels before 7.x drop the credit of a late dispatch (see fio above)
+    const [throttled] = await fio([A], 8);
+    const [siblingAlone] = await fio([B]);
+    // both at once: the sibling is not held back, the throttled cgroup never exceeds the limit
+    const [during, sibling] = await fio([A, B], 8);
+    const pct = (x: number) => `${((x / limit - 1) * 100).toFixed(1)} %`;
     console.log(
-      `throttle on ${KERNEL}: unthrottled ${(unthrottled / MiB).toFixed(1)} MiB/s; wbps ${(limit / MiB).toFixed(3)} MiB/s -> throttled cgroup ${(throttled / MiB).toFixed(3)} MiB/s ` +
-        `(${((throttled / limit - 1) * 100).toFixed(1)} %), sibling at the same time ${(sibling / MiB).toFixed(1)} MiB/s (${(sibling / limit).toFixed(1)}x the limit)`,
+      `throttle on ${KERNEL}: unthrottled ${(unthrottled / MiB).toFixed(1)} MiB/s; wbps ${(limit / MiB).toFixed(3)} MiB/s -> throttled cgroup ${(throttled / MiB).toFixed(3)} MiB/s (${pct(throttled)}); ` +
+        `sibling while A is throttled ${(siblingAlone / MiB).toFixed(1)} MiB/s alone, ${(sibling / MiB).toFixed(1)} MiB/s (${(sibling / limit).toFixed(1)}x the limit) beside A, which ran at ${(during / MiB).toFixed(3)} MiB/s (${pct(during)})`,
     );
     expect(Math.abs(throttled / limit - 1)).toBeLessThanOrEqual(0.1);
+    expect(siblingAlone).toBeGreaterThanOrEqual(3 * limit);
     expect(sibling).toBeGreaterThanOrEqual(3 * limit);
+    expect(during).toBeLessThanOrEqual(1.1 * limit);
 
     // an unscoped delete would leave it in force: refused, nothing changed
     expect((await refusalOf(g.client.deleteFilter(g.disk))).details).toMatch(new RegExp(`a throttle filter .*filter ${r.filter!.id} for cgroup /${A} \\(delete it with --cgroup /${A} or --id ${r.filter!.id}\\)`));
