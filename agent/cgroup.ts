@@ -262,13 +262,19 @@ export class CgroupResolver {
    * the filters were set with.
    */
   deleteKeys(q: CgroupQuery, device: native.Device, filters: native.FilterInfo[]): native.FilterKey[] {
-    if ('id' in q) return [{ device, cgroupId: q.id }];
-    if ('pid' in q) return [{ device, cgroupId: this.resolve(q).id }];
+    const s = this.deleteScope(q);
+    if ('id' in s) return [{ device, cgroupId: s.id }];
+    const same = (d: native.Device) => d.major === device.major && d.minor === device.minor;
+    return filters.filter((f) => f.cgroup && same(f.device) && f.meta.cgroupPath === s.path).map((f) => ({ device, cgroupId: f.cgroup!.id }));
+  }
+
+  /** What a DeleteFilter scope names: a cgroup id, or the path filters were set with when it no longer resolves. */
+  deleteScope(q: CgroupQuery): { id: bigint } | { path: string } {
+    if ('id' in q) return { id: q.id };
+    if ('pid' in q) return { id: this.resolve(q).id };
     const m = this.mount();
     const rel = this.relOfPath(q.path, m);
-    if (fs.existsSync(path.join(m.dir, ...rel))) return [{ device, cgroupId: this.byRel(rel, m, `cgroup_path: "${q.path}"`).id }];
-    const want = '/' + rel.join('/');
-    const same = (d: native.Device) => d.major === device.major && d.minor === device.minor;
-    return filters.filter((f) => f.cgroup && same(f.device) && f.meta.cgroupPath === want).map((f) => ({ device, cgroupId: f.cgroup!.id }));
+    if (fs.existsSync(path.join(m.dir, ...rel))) return { id: this.byRel(rel, m, `cgroup_path: "${q.path}"`).id };
+    return { path: '/' + rel.join('/') };
   }
 }

@@ -68,7 +68,7 @@ export class IoFilterCore {
     private readonly cgroups = new CgroupResolver(),
     backendDeps?: Partial<BackendDeps>,
   ) {
-    this.backends = new Backends(cfg, log, { sysfs, bpf: () => this.handle, ...backendDeps });
+    this.backends = new Backends(cfg, log, { sysfs, cgroups, bpf: () => this.handle, ...backendDeps });
     this.media = new Media(sysfs);
   }
 
@@ -297,36 +297,45 @@ export class IoFilterCore {
 
   deleteFilter(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse> {
     return this.serial(async () => {
-      const viaDm = await this.deleteOnBackends(req);
-      if (viaDm) return viaDm;
-      if (this.cfg.attachOnDemand && !this.filterer) return { existed: false, removed: 0 }; // idle: no filter to delete
-      const f = this.attached();
-      const t = deleteTarget(req);
-      if ('id' in t) {
-        const info = f.getFilter({ id: t.id });
-        const dm = this.backends.companions.dmOf(t.id);
-        if (info && dm) throw precondition(`filter ${t.id} counts dm filter ${dm.id} on ${dm.name}: delete that one`);
-        const removed = f.deleteFilter({ id: t.id });
-        await this.settle();
-        return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
-      }
-      // a filter on a device that has since disappeared can still be deleted by number
-      let dev: DeviceInfo | null = null;
-      let nums: { major: number; minor: number };
-      try {
-        dev = resolveDevice(t.device, this.sysfs);
-        nums = dev;
-      } catch (e) {
-        if (t.device.startsWith('/')) throw e;
-        nums = parseDevNumbers(t.device);
-      }
-      const device = { major: nums.major, minor: nums.minor };
-      if (!t.scope && !t.allScopes) refuseIfScoped(t.device, device, f.listFilters());
-      const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
-      const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
-      await this.settle();
-      return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };
+      const t0 = deleteTarget(req);
+      // throttle filters (io.max) stand beside the device's other filters: theirs first, then the rest
+      const thr = 'id' in t0 ? null : await this.backends.deleteThrottled(t0);
+      if (thr && !this.filterer && !this.backends.exclusiveOn(thr.nums)) return thr.res;
+      const r = await this.deleteOthers(req);
+      return thr ? { existed: true, removed: thr.res.removed! + r.removed!, device: thr.res.device } : r;
     });
+  }
+
+  private async deleteOthers(req: DeleteFilterRequest__Output): Promise<DeleteFilterResponse> {
+    const viaDm = await this.deleteOnBackends(req);
+    if (viaDm) return viaDm;
+    if (this.cfg.attachOnDemand && !this.filterer) return { existed: false, removed: 0 }; // idle: no filter to delete
+    const f = this.attached();
+    const t = deleteTarget(req);
+    if ('id' in t) {
+      const info = f.getFilter({ id: t.id });
+      const dm = this.backends.companions.dmOf(t.id);
+      if (info && dm) throw precondition(`filter ${t.id} counts dm filter ${dm.id} on ${dm.name}: delete that one`);
+      const removed = f.deleteFilter({ id: t.id });
+      await this.settle();
+      return { existed: removed > 0, removed, device: info ? this.toFilter(info).device : undefined };
+    }
+    // a filter on a device that has since disappeared can still be deleted by number
+    let dev: DeviceInfo | null = null;
+    let nums: { major: number; minor: number };
+    try {
+      dev = resolveDevice(t.device, this.sysfs);
+      nums = dev;
+    } catch (e) {
+      if (t.device.startsWith('/')) throw e;
+      nums = parseDevNumbers(t.device);
+    }
+    const device = { major: nums.major, minor: nums.minor };
+    if (!t.scope && !t.allScopes) refuseIfScoped(t.device, device, f.listFilters());
+    const keys = t.scope ? this.cgroups.deleteKeys(t.scope, device, f.listFilters()) : [{ device, allScopes: t.allScopes }];
+    const removed = keys.reduce((n, k) => n + f.deleteFilter(k), 0);
+    await this.settle();
+    return { existed: removed > 0, removed, device: dev ? deviceRef(dev) : device };
   }
 
   /** Deletes every filter on this host (`iofilterctl halt`); idempotent. Not attached: nothing is in force. */

@@ -10,8 +10,10 @@ import * as path from 'node:path';
 import type * as native from '../../native';
 import type { BackendCapability } from '../../proto/gen/iofilter/v1/BackendCapability';
 import type { DeleteFilterResponse } from '../../proto/gen/iofilter/v1/DeleteFilterResponse';
+import { CgroupQuery, CgroupResolver } from '../cgroup';
 import type { AgentConfig } from '../config';
-import type { DeviceInfo } from '../devices';
+import { DeviceInfo, parseDevNumbers, resolveDevice } from '../devices';
+import { deviceRef } from '../wire';
 import { invalid, precondition } from '../errors';
 import type { Logger } from '../log';
 import type { DmBackend } from './dm/backend';
@@ -22,6 +24,7 @@ import { Clock, DM_ID_BASE, StateDir, systemClock } from './dm/state';
 import { describeFault } from '../../proto/faults';
 import { EIO, FaultSpec, faultToWire } from '../faults';
 import { PersistedDeps, persistedBackends } from './persisted';
+import type { ThrottleBackend } from './throttle/backend';
 import { BACKEND_WIRE, backendFromWire, BackendName, PersistedBackend } from './types';
 import { Wrapper } from './wrap';
 
@@ -34,6 +37,8 @@ export interface BackendDeps {
   debugfs?: string;
   blkFiles?: PersistedDeps['blkFiles'];
   blkProbe?: PersistedDeps['blkProbe'];
+  /** Where cgroup scopes are resolved (the throttle backend's io.max files). */
+  cgroups?: CgroupResolver;
   /** Default: flock(1) on <stateDir>/owner/lock. */
   locker?: Locker;
   /** Starts the watchdog (tests substitute); default: dist/agent/watchdog.js, detached. */
@@ -61,6 +66,7 @@ export function spawnWatchdog(stateDir: string): number {
 export class Backends {
   readonly state: StateDir;
   readonly dm: DmBackend;
+  readonly throttle: ThrottleBackend;
   /** Every persisted backend (dm first). */
   readonly all: PersistedBackend[];
   readonly wrapper: Wrapper;
@@ -78,8 +84,9 @@ export class Backends {
     const dm = deps.dmsetup ?? new Dmsetup(realExec());
     const clock = deps.clock ?? systemClock;
     this.companions = new Companions(deps.bpf ?? (() => null), this.state, clock, log, deps.sysfs);
-    const p = persistedBackends({ state: this.state, dmsetup: dm, clock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, debugfs: deps.debugfs, blkFiles: deps.blkFiles, blkProbe: deps.blkProbe, onFault: () => this.ensureWatchdog(), counting: this.companions });
+    const p = persistedBackends({ state: this.state, dmsetup: dm, clock, release: deps.release ?? os.release(), log, sysfs: deps.sysfs, cgroups: deps.cgroups, debugfs: deps.debugfs, blkFiles: deps.blkFiles, blkProbe: deps.blkProbe, onFault: () => this.ensureWatchdog(), counting: this.companions });
     this.dm = p.dm;
+    this.throttle = p.throttle;
     this.all = p.all;
     this.wrapper = new Wrapper(dm, this.state, deps.sysfs);
   }
@@ -123,24 +130,27 @@ export class Backends {
     if (this.watchdogPid && alive(this.watchdogPid)) return;
     const spawnIt = this.deps.spawnWatchdog ?? spawnWatchdog;
     this.watchdogPid = spawnIt(this.cfg.stateDir);
-    this.log.info({ pid: this.watchdogPid, stateDir: this.cfg.stateDir }, 'watchdog started: dm and blkinject TTLs hold without the agent');
+    this.log.info({ pid: this.watchdogPid, stateDir: this.cfg.stateDir }, 'watchdog started: dm, blkinject and throttle TTLs hold without the agent');
   }
 
   capabilities(): BackendCapability[] {
     const served = new Set(this.all.map((b) => b.name));
     const later = (['blkinject', 'throttle'] as const).filter((n) => !served.has(n)).map((n): BackendCapability => ({ backend: BACKEND_WIRE[n], available: false, reason: 'not served by this agent version', detail: '' }));
-    return [...this.all.map((b) => b.capability()), ...later];
+    const order = Object.values(BACKEND_WIRE);
+    return [...this.all.map((b) => b.capability()), ...later].sort((x, y) => order.indexOf(x.backend as never) - order.indexOf(y.backend as never));
   }
 
   /**
    * Which backend serves `spec` with `fault` on `dev`; throws the reason when none can,
    * exactly. auto: bpf when an enforcing mode is attached and the fault is EIO, else
    * the first persisted backend that can; an explicit backend is held to its word.
+   * Exclusive backends (dm) and bpf keep off each other's devices; throttle (io.max)
+   * stands beside either.
    */
   async choose(requested: unknown, spec: native.FilterSpec, dev: DeviceInfo, bpf: BpfView, fault: FaultSpec = EIO): Promise<BackendName> {
     const want = backendFromWire(requested);
     if (!want) throw invalid(`backend: unknown value ${JSON.stringify(requested)} (${['BACKEND_AUTO', ...Object.values(BACKEND_WIRE)].join(', ')})`);
-    const other = this.all.find((b) => b.faultOn(dev));
+    const other = this.all.find((b) => b.exclusive && b.faultOn(dev));
     const eio = fault.kind === 'error' && fault.status.tag === 'IOERR';
     const bpfWhy = eio ? bpf.why : `the program at should_fail_bio fails with EIO only, not ${describeFault(faultToWire(fault))}`;
     if (want === 'bpf' || (want === 'auto' && bpf.enforcing && eio)) {
@@ -159,8 +169,8 @@ export class Backends {
         why.push(`${b.name}: ${r}`);
         continue;
       }
-      if (bpf.hasFilterOn(dev)) throw precondition(`${dev.name} has a bpf filter: delete it before setting a ${b.name} filter`);
-      if (other && other !== b) throw precondition(`${dev.name} has a ${other.name} filter (id ${other.faultOn(dev)!.id}): delete it before setting a ${b.name} filter`);
+      if (b.exclusive && bpf.hasFilterOn(dev)) throw precondition(`${dev.name} has a bpf filter: delete it before setting a ${b.name} filter`);
+      if (b.exclusive && other && other !== b) throw precondition(`${dev.name} has a ${other.name} filter (id ${other.faultOn(dev)!.id}): delete it before setting a ${b.name} filter`);
       await this.own();
       return b.name;
     }
@@ -168,7 +178,9 @@ export class Backends {
     // auto, nothing enforcing: an observe attach keeps serving EIO filters (it counts, fails nothing)
     if (eio && bpf.attached && !this.dm.dmName(dev)) return 'bpf';
     const works =
-      fault.kind === 'error' && !eio
+      fault.kind === 'throttle'
+        ? 'What would work: a cgroup scope (--cgroup, --cgroup-id or --pid) whose cgroup has the io controller, on a whole disk'
+        : fault.kind === 'error' && !eio
         ? 'What would work: the blkinject backend, on a kernel with CONFIG_BLK_ERROR_INJECTION (Linux 7.2+; Debian sid 7.2 ships it off) and debugfs mounted: only the block layer itself ends a bio with another status'
         : `What would work: a kernel with error injection (attach fmod_ret or kprobe)${fault.kind === 'error' ? ' or with block error injection (CONFIG_BLK_ERROR_INJECTION, Linux 7.2+)' : ''}, ` +
           'or a dm device: an LVM LV, or `iofilterctl wrap DEV --name NAME` on an unmounted device';
@@ -185,12 +197,48 @@ export class Backends {
   /** DeleteFilter on the persisted backends: by id (theirs are 2^31 and up) or by device. Null: not theirs. */
   async deleteFor(t: { id: number } | { major: number; minor: number }): Promise<DeleteFilterResponse | null> {
     if ('id' in t && t.id < DM_ID_BASE) return null;
-    const b = this.all.find((x) => ('id' in t ? x.owns(t.id) : x.faultOn(t)));
+    const b = this.all.find((x) => ('id' in t ? x.owns(t.id) : x.exclusive && x.faultOn(t)));
     if (!b) return 'id' in t ? { existed: false, removed: 0 } : null;
     const f = b.list().find((x) => ('id' in t ? x.id === t.id : x.device?.major === t.major && x.device?.minor === t.minor))!;
     await this.own();
     const removed = await b.delete('id' in t ? { id: t.id } : { device: t });
     return { existed: removed > 0, removed, device: f.device ?? undefined };
+  }
+
+  /**
+   * DeleteFilter by device for throttle filters, which are always cgroup-scoped and stand
+   * beside the device's other filters: the scope's, or every one (all_scopes). A delete
+   * with neither is refused while any stand, as refuseIfScoped does for bpf. Null: none removed.
+   */
+  async deleteThrottled(t: { device: string; scope: CgroupQuery | null; allScopes: boolean }): Promise<{ res: DeleteFilterResponse; nums: { major: number; minor: number } } | null> {
+    let dev: DeviceInfo | null = null;
+    let nums: { major: number; minor: number };
+    try {
+      nums = dev = resolveDevice(t.device, this.deps.sysfs);
+    } catch {
+      if (t.device.startsWith('/')) return null; // the caller's own path reports it
+      nums = parseDevNumbers(t.device);
+    }
+    const on = this.throttle.onDevice(nums);
+    if (!on.length) return null;
+    if (!t.scope && !t.allScopes) {
+      const each = on.map((r) => `filter ${r.id} for cgroup ${r.cgroup.path} (delete it with --cgroup ${r.cgroup.path} or --id ${r.id})`);
+      throw precondition(
+        `${t.device} has ${on.length === 1 ? 'a throttle filter' : `${on.length} throttle filters`} (cgroup io.max, always cgroup-scoped) that a delete without a scope would leave in force; ` +
+          `nothing was deleted: ${each.join('; ')}. --all-scopes deletes every filter on ${t.device}`,
+      );
+    }
+    const cg = t.scope ? (this.deps.cgroups ?? new CgroupResolver()).deleteScope(t.scope) : null;
+    const mine = on.filter((r) => !cg || ('id' in cg ? r.cgroup.id === String(cg.id) : r.cgroup.path === cg.path));
+    if (!mine.length) return null;
+    await this.own();
+    const removed = cg ? await this.throttle.deleteScoped(nums, cg) : await this.throttle.delete({ device: nums });
+    return { res: { existed: removed > 0, removed, device: dev ? deviceRef(dev) : nums }, nums };
+  }
+
+  /** Whether an exclusive backend (dm) has a filter on the device. */
+  exclusiveOn(dev: { major: number; minor: number }): boolean {
+    return this.all.some((b) => b.exclusive && b.faultOn(dev));
   }
 
   async clear(): Promise<number> {

@@ -59,9 +59,15 @@ export interface Backend {
 export interface PersistedBackend extends Backend {
   /** Whether it works here; the answer is kept for capability(). */
   probe(): Promise<BackendCapability>;
+  /**
+   * Whether its faults keep other backends' filters off their device (dm: a table swap
+   * and a bpf verdict on the same bios would be two faults in one). False for io.max,
+   * which holds bios back before they are submitted, whatever else acts on them.
+   */
+  readonly exclusive: boolean;
   /** Whether this filter id is one of its faults. */
   owns(id: number): boolean;
-  /** Its fault on this device, if any (backends keep off each other's devices). */
+  /** Its fault on this device, if any (exclusive backends keep off each other's devices). */
   faultOn(dev: { major: number; minor: number }): { id: number } | undefined;
   /** Whether any of its faults has a deadline (the watchdog runs while one does). */
   hasDeadlines(): boolean;

@@ -53,6 +53,8 @@ const show = (l: string[]) => (l.length ? l.join('\n') : '(no rules)');
 
 export class BlkinjectBackend implements PersistedBackend {
   readonly name = 'blkinject' as const;
+  /** Its rules fail I/O as bpf and dm would: one failing backend per device. */
+  readonly exclusive = true;
   private cap: BackendCapability = { backend: 'BACKEND_BLKINJECT', available: false, reason: 'not probed yet', detail: '' };
   private readonly recs: DiskRecords;
   private readonly files: InjectionFiles;

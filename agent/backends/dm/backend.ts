@@ -51,6 +51,7 @@ export const NOT_COUNTED = 'not counted: no bpf program counts dm filters here';
 
 export class DmBackend implements PersistedBackend {
   readonly name = 'dm' as const;
+  readonly exclusive = true;
   private cap: BackendCapability = { backend: 'BACKEND_DM', available: false, reason: 'not probed yet', detail: '' };
   private readonly reported = new Set<string>();
 
