@@ -179,12 +179,12 @@ export class Backends {
     if (eio && bpf.attached && !this.dm.dmName(dev)) return 'bpf';
     const works =
       fault.kind === 'throttle'
-        ? 'What would work: a cgroup scope (--cgroup, --cgroup-id or --pid) whose cgroup has the io controller, on a whole disk'
+        ? '' // the throttle backend's own reason says what it needs
         : fault.kind === 'error' && !eio
         ? 'What would work: the blkinject backend, on a kernel with CONFIG_BLK_ERROR_INJECTION (Linux 7.2+; Debian sid 7.2 ships it off) and debugfs mounted: only the block layer itself ends a bio with another status'
         : `What would work: a kernel with error injection (attach fmod_ret or kprobe)${fault.kind === 'error' ? ' or with block error injection (CONFIG_BLK_ERROR_INJECTION, Linux 7.2+)' : ''}, ` +
           'or a dm device: an LVM LV, or `iofilterctl wrap DEV --name NAME` on an unmounted device';
-    throw precondition(`no backend can do ${describeFault(faultToWire(fault))} on ${dev.name} exactly as asked: bpf: ${bpfWhy}; ${why.join('; ')}. ${works}`);
+    throw precondition(`no backend can do ${describeFault(faultToWire(fault))} on ${dev.name} exactly as asked: bpf: ${bpfWhy}; ${why.join("; ")}${works ? `. ${works}` : ""}`);
   }
 
   /** The persisted backend called `name`. */

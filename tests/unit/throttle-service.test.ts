@@ -58,7 +58,7 @@ afterEach(() => {
 
 test('auto, not attached: a throttle fault with a cgroup is served by throttle; Status lists it and the backends in order', async () => {
   const { core, watchdogs } = await agent();
-  const r = await core.setFilter(req({ cgroupPath: '/system.slice', fault: W1M }));
+  const r = await core.setFilter(req({ cgroupPath: '/system.slice', fault: W1M, view: 'FILTER_VIEW_FULL' }));
   expect(r.filter).toMatchObject({ backend: 'BACKEND_THROTTLE', id: DM_ID_BASE, cgroup: { path: '/system.slice', id: String(cg.id('/system.slice')) }, fault: { throttle: { wbps: '1048576' } }, remainingMs: '60000' });
   expect(ioMax('/system.slice')).toBe('7:0 rbps=max wbps=1048576 riops=max wiops=max\n');
   expect(watchdogs).toHaveLength(1);
