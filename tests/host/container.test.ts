@@ -235,7 +235,12 @@ d('the agent image under podman, run as the DaemonSet runs it (observe mode)', (
         expect(v.args()).not.toContain('--privileged');
         v.start();
         await v.waitReady();
-        await check(v.address);
+        try {
+          await check(v.address);
+        } catch (e) {
+          (e as Error).message += `\nagent log:\n${v.logs()}`;
+          throw e;
+        }
         cli(v.address, 'detach');
       } finally {
         v.remove();
