@@ -79,7 +79,7 @@ d('cli: iofilterctl subprocess against real agents', () => {
     expect(st.code).toBe(0);
     expect(st.stdout).toMatch(/id .* device .* cgroup .* ranges \(sectors\) .* ops .* matched .* would fail .* ttl left/);
     // ttl left: whatever the machine's speed, a duration in (0, 10m]
-    const left = new RegExp(`│ \\d+\\s*│ ${esc(diskName)}\\s*│ any\\s*│ 0-99\\s*│ write\\s*│ \\d+\\s*│ \\d+\\s*│ (\\S+)\\s*│`).exec(st.stdout);
+    const left = new RegExp(`│ \\d+\\s*│ ${esc(diskName)}\\s*│ any\\s*│ 0-99\\s*│ write\\s*│ error EIO\\s*│ \\d+\\s*│ \\d+\\s*│ (\\S+)\\s*│`).exec(st.stdout);
     expect(left).not.toBeNull();
     const ms = parseDuration(left![1]);
     expect(ms).toBeGreaterThan(0);

@@ -174,7 +174,7 @@ d('set --file on ext4 on a loop partition, agent in observe mode (root)', () => 
     expect(afterB.matchedIos).toBe(String(a.length));
 
     const st = await ctl('--host', agent.address, 'status');
-    expect(st.stdout).toMatch(new RegExp(`│ ${name}\\s+│ any\\s+│ ${want[0]}\\s+│ read\\s+│ ${expected[0]}\\s+│`));
+    expect(st.stdout).toMatch(new RegExp(`│ ${name}\\s+│ any\\s+│ ${want[0]}\\s+│ read\\s+│ error EIO\\s+│ ${expected[0]}\\s+│`));
     expect(st.stdout).toMatch(new RegExp(`│\\s+│ file ${esc(A)}\\s+│`));
   });
 

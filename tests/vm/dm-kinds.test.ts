@@ -46,6 +46,8 @@ d(`VM fault kinds on the dm backend, Linux ${KERNEL}`, () => {
     g = await Guest.boot(AGENT);
     // stock kernels: ext4 is a module that mount(8) does not load here (built in on the test kernels)
     await g.vm.exec('modprobe ext4');
+    // the comparisons below use bash's <(...): the guest's fresh devtmpfs has no /dev/fd
+    await g.vm.sh('[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd');
     await g.vm.sh('mkdir -p /run/lvm /run/lock/lvm');
     await g.vm.sh(`${lvm(`pvcreate -ff -y ${g.disk} ${g.other}`)} && ${lvm(`vgcreate -y iofvg ${g.disk} ${g.other}`)}`, 120_000);
     // 12 MiB on the first PV, a 4 MiB LV after it, then 12 MiB more on the second: two segments
