@@ -2,6 +2,7 @@
 // device holding it, with one sector range per physical extent (FIEMAP, merged where
 // adjacent). Files whose data has no fixed place on one block device are refused,
 // saying why. extentsToRanges() is the pure conversion; resolveFile() does the I/O.
+import { faultKind } from '../proto/faults';
 import * as fs from 'node:fs';
 import type * as native from '../native';
 import type { SetFilterRequest__Output } from '../proto/gen/iofilter/v1/SetFilterRequest';
@@ -107,7 +108,8 @@ export function requestedFile(req: SetFilterRequest__Output): string | null {
   if (req.device) throw invalid(`device "${req.device}" and file "${file}": give exactly one of device and file`);
   if (req.ranges?.length || req.packedRanges?.length)
     throw invalid(`${req.ranges?.length ? 'ranges' : 'packed_ranges'}: a filter made from file "${file}" covers the file's extents; give its operations in whole_device_ops, without ranges`);
-  parseOps(req.wholeDeviceOps ?? [], 'whole_device_ops');
+  // delay, drop-writes, corrupt and throttle bring their own ops (validate.ts checks any given)
+  if (faultKind(req.fault) === 'error') parseOps(req.wholeDeviceOps ?? [], 'whole_device_ops');
   if (file.length > 4096 || file.includes('\0')) throw invalid('file is not a valid path');
   if (!file.startsWith('/')) throw invalid(`file "${file}" must be an absolute path on the agent's host`);
   return file;

@@ -120,7 +120,8 @@ export class IoFilterCore {
     }
     await this.backends.start(); // restores dm faults that expired while no agent ran, before serving
     // expired filters out first: a dm filter's counter that outlived it while no agent ran is one
-    this.filterer?.reapExpired();
+    const expired = this.filterer?.reapExpired() ?? 0;
+    if (expired) this.log.info({ removed: expired }, 'removed expired filters (the kernel had already stopped enforcing them)');
     this.backends.companions.reconcile();
     this.reaper = setInterval(() => this.reap(), 1000);
     this.reaper.unref();

@@ -16,7 +16,11 @@ import { until } from '../helpers/wait';
 const d = describeIf(vmUnavailableReason());
 
 /** What each kernel of the matrix is expected to offer (measured; see README "Kernel matrix"). */
-const KPROBE_REFUSED = KERNEL === '7.2'; // kprobe + bpf_override_return oopses there: refused up front
+// kprobe + bpf_override_return oopses where ftrace's callbacks sit at odd addresses (native/
+// facts.cc): the agent refuses it up front there. Which build has them odd is the layout's
+// accident: the 7.2 test build had, until the fragment gained DM_DELAY, XFS and the rest
+// (December 2026); the build since has them even, and kprobe mode attaches and fails I/O.
+const KPROBE_REFUSED = false;
 const KPROBE_UNPINNED = KERNEL === '5.10'; // no BPF perf links before 5.15
 const FETCH_ATOMICS = KERNEL !== '5.10'; // BPF atomic fetch-add: 5.12+
 const DISKSEQ = KERNEL !== '5.10'; // gendisk->diskseq: 5.15+
