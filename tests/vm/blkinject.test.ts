@@ -14,17 +14,12 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ROOT } from '../helpers/common';
 import { Guest, KERNEL } from '../helpers/guest';
+import { refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 
 const d = describeIf(vmUnavailableReason());
 jest.setTimeout(900_000);
-
-async function refusalOf(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  const e = (await p.then(() => null, (x: unknown) => x)) as grpc.ServiceError | null;
-  if (!e) throw new Error('expected a refusal, got none');
-  return { code: e.code, details: e.details };
-}
 
 const STATE = '/dev/shm/iofilter-state';
 const AGENT = ['--attach', 'none', '--state-dir', STATE];

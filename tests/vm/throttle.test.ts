@@ -8,17 +8,12 @@
 // as it was, and the kernel itself refuses a partition's MAJ:MIN.
 import * as grpc from '@grpc/grpc-js';
 import { Guest, KERNEL } from '../helpers/guest';
+import { refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 
 const d = describeIf(vmUnavailableReason());
 jest.setTimeout(900_000); // TCG on a loaded machine
-
-async function refusalOf(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  const e = (await p.then(() => null, (x: unknown) => x)) as grpc.ServiceError | null;
-  if (!e) throw new Error('expected a refusal, got none');
-  return { code: e.code, details: e.details };
-}
 
 const STATE = '/dev/shm/iofilter-state';
 const AGENT = ['--attach', 'none', '--state-dir', STATE];
