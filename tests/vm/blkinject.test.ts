@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ROOT } from '../helpers/common';
 import { Guest, KERNEL } from '../helpers/guest';
-import { refusalOf } from '../helpers/refusal';
+import { grpcRefusalOf as refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 

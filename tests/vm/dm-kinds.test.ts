@@ -15,7 +15,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { kernelVersion } from '../../agent/backends/dm/table';
 import { Guest, KERNEL, SERIES } from '../helpers/guest';
-import { refusalOf } from '../helpers/refusal';
+import { grpcRefusalOf as refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 

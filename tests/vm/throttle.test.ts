@@ -8,7 +8,7 @@
 // as it was, and the kernel itself refuses a partition's MAJ:MIN.
 import * as grpc from '@grpc/grpc-js';
 import { Guest, KERNEL } from '../helpers/guest';
-import { refusalOf } from '../helpers/refusal';
+import { grpcRefusalOf as refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
 
