@@ -6,13 +6,17 @@ import * as http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Filter } from '../proto/gen/iofilter/v1/Filter';
 import type { StatusResponse } from '../proto/gen/iofilter/v1/StatusResponse';
+import { describeFault, faultKind } from '../proto/faults';
 import { MODE_NAMES, modeFromWire } from '../proto/names';
+import { backendFromWire } from './backends/types';
 import type { EventHub } from './events';
 import type { Logger } from './log';
 import { isLoopback } from './security';
 
 const FILTER_LABELS = ['filter_id', 'device', 'dev'] as const;
 const RANGE_LABELS = [...FILTER_LABELS, 'range', 'sectors'] as const;
+// an info series (value 1) to join on filter_id, so the counters keep their labels
+const INFO_LABELS = [...FILTER_LABELS, 'backend', 'fault', 'detail'] as const;
 
 type Num = number | string | { toString(): string } | null | undefined;
 const num = (v: Num): number => Number(String(v ?? 0));
@@ -37,6 +41,7 @@ export class AgentMetrics {
       filterMatched: counter('iofilter_filter_matched_ios_total', 'I/Os that matched at least one range of the filter', FILTER_LABELS),
       filterFailed: counter('iofilter_filter_failed_ios_total', 'I/Os the filter failed (observe mode: would have failed)', FILTER_LABELS),
       eventsDropped: counter('iofilter_filter_events_dropped_total', "the filter's kernel events dropped: over its rate limit, or no ring buffer room", FILTER_LABELS),
+      info: gauge('iofilter_filter_info', 'one per filter, value 1: the backend serving it and its fault (kind, and the one-line description)', INFO_LABELS),
       ttl: gauge('iofilter_filter_ttl_remaining_seconds', 'time before the kernel stops enforcing the filter (filters with a TTL only)', FILTER_LABELS),
       inForce: gauge('iofilter_filters_in_force', 'filters whose TTL has not run out'),
       filters: gauge('iofilter_filters', 'filters in the kernel map, expired ones included until reaped'),
@@ -81,7 +86,7 @@ export class AgentMetrics {
   /** Sets every status-derived series from one Status answer; series of filters gone disappear. */
   update(st: StatusResponse): void {
     const m = this.m;
-    for (const x of [m.rangeMatched, m.rangeFailed, m.filterMatched, m.filterFailed, m.eventsDropped, m.ttl, m.mode, m.recursion, m.linkMissed]) x.reset();
+    for (const x of [m.rangeMatched, m.rangeFailed, m.filterMatched, m.filterFailed, m.eventsDropped, m.info, m.ttl, m.mode, m.recursion, m.linkMissed]) x.reset();
     const filters = st.filters ?? [];
     let inForce = 0;
     for (const f of filters) {
@@ -94,6 +99,8 @@ export class AgentMetrics {
       m.filterMatched.inc(fl, num(f.matchedIos));
       m.filterFailed.inc(fl, num(f.failedIos));
       m.eventsDropped.inc(fl, num(f.eventsDropped));
+      const backend = backendFromWire(f.backend);
+      m.info.set({ ...fl, backend: backend === 'auto' || !backend ? 'bpf' : backend, fault: faultKind(f.fault), detail: describeFault(f.fault) }, 1);
       if (f.hasExpiry) m.ttl.set(fl, num(f.remainingMs) / 1000);
       if (!f.hasExpiry || num(f.remainingMs) > 0) inForce++;
     }

@@ -75,6 +75,9 @@ d('metrics of a real agent on the host kernel', () => {
     expect(m.value('iofilter_attach_mode', { mode: 'observe' })).toBe(1);
     expect(m.value('iofilter_filters')).toBe(2);
     expect(m.value('iofilter_filters_in_force')).toBe(2);
+    // both served by the BPF program with the default fault
+    expect(m.all('iofilter_filter_info').map((s) => [s.labels.filter_id, s.labels.backend, s.labels.fault, s.labels.detail, s.value]).sort())
+      .toEqual(st.filters.map((f) => [String(f.id), 'bpf', 'error', 'error EIO', 1]).sort());
     const ttl = m.value('iofilter_filter_ttl_remaining_seconds', { dev: `${disk.major}:${disk.minor}` });
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600);

@@ -97,7 +97,7 @@ test('figures only a full Status has: kernel losses, truncation, recursion and k
     truncatedIos: '2',
     filters: [
       { id: 5, device: { major: 8, minor: 0, name: 'sda' }, hasExpiry: true, remainingMs: '0', matchedIos: '4', failedIos: '3', eventsDropped: '99', ranges: [{ start: '0', end: '7', matched: '4', failed: '3' }] },
-      { id: 6, device: { major: 8, minor: 16 }, hasExpiry: false, ranges: [] },
+      { id: 6, device: { major: 8, minor: 16 }, hasExpiry: false, ranges: [], backend: 'BACKEND_DM', fault: { delay: { readMs: 50, writeMs: 50, flushMs: 0 }, kind: 'delay' } },
     ],
   };
   const metrics = new AgentMetrics(async () => st);
@@ -112,6 +112,11 @@ test('figures only a full Status has: kernel losses, truncation, recursion and k
   expect(m.value('iofilter_filters_in_force')).toBe(1); // the expired one is not in force
   expect(m.all('iofilter_filter_ttl_remaining_seconds').map((s) => [s.labels.filter_id, s.value])).toEqual([['5', 0]]); // none for a filter without TTL
   expect(m.value('iofilter_filter_matched_ios_total', { filter_id: '6', device: '8:16' })).toBe(0); // no name: the numbers
+  // which backend serves each filter and with what fault (unset: bpf, error EIO)
+  expect(m.all('iofilter_filter_info').map((s) => [s.labels, s.value])).toEqual([
+    [{ filter_id: '5', device: 'sda', dev: '8:0', backend: 'bpf', fault: 'error', detail: 'error EIO' }, 1],
+    [{ filter_id: '6', device: '8:16', dev: '8:16', backend: 'dm', fault: 'delay', detail: 'delay read 50 ms, write 50 ms, flush 0 ms' }, 1],
+  ]);
   expect(m.value('iofilter_attached')).toBe(0);
   expect(m.all('iofilter_attach_mode').every((s) => s.value === 0)).toBe(true);
   expect(m.all('process_resident_memory_bytes')).toHaveLength(1); // the process's own, for memory dashboards

@@ -1,7 +1,7 @@
 // Judgement the kernel program must never skip (issue 22), in the VM with real EIO:
 // bios that carry BIO_CHAIN from their first submission (all but the first bio of a
-// blk_next_bio chain) landing where a judged bio's record is still kept; and every
-// skip the kernel counts is shown (kprobe mode's own misses).
+// blk_next_bio chain, XFS's chained writeback) landing where a judged bio's record is
+// still kept; and every skip the kernel counts is shown (kprobe mode's own misses).
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -98,6 +98,52 @@ d(`VM trust on Linux ${KERNEL}: no fresh bio skips judgement`, () => {
     } finally {
       await client.deleteFilter(dev).catch(() => undefined);
       await vm!.exec(`losetup -d ${dev}; rm -f /dev/shm/trust-discard.img`);
+    }
+  }, 900_000);
+
+  // XFS writes a file's dirty pages back through iomap. Where iomap_chain_bio exists (5.10,
+  // 6.1: fs/iomap/buffered-io.c), a contiguous run longer than one bio (BIO_MAX_VECS pages,
+  // 1 MiB of order-0 folios) is a chain whose earlier bios carry BIO_CHAIN when first
+  // submitted, and rewriting the same tail lands bios with the same end sector, the case
+  // a stale split record let through. Minimum bios judged per 3 MiB rewrite, per kernel:
+  const XFS_MIN_BIOS: Record<string, number> = { '5.10': 3, '6.1': 3, '6.12': 1, '7.2': 1 };
+
+  test('XFS writeback under a write filter at probability 1: every rewrite of a file tail fails its fsync, each bio judged once', async () => {
+    const img = '/dev/shm/trust-xfs.img';
+    const mnt = '/run/trust-xfs';
+    const dev = await vm!.sh(`truncate -s 512M ${img} && losetup -f --show ${img}`);
+    try {
+      await vm!.sh(`mkfs.xfs -q -f ${dev} && mkdir -p ${mnt} && mount -t xfs ${dev} ${mnt} && ` +
+        `dd if=/dev/urandom of=${mnt}/f bs=1M count=4 conv=fsync status=none`, 300_000);
+      // the file's blocks, in 512-byte sectors of the loop device (xfs_io fiemap: "0: [0..8191]: 96..8287")
+      const map = await vm!.sh(`xfs_io -r -c fiemap ${mnt}/f`);
+      const extents = [...map.matchAll(/^\s*\d+: \[(\d+)\.\.(\d+)\]: (\d+)\.\.(\d+)$/gm)].map((m) => ({ start: Number(m[3]), end: Number(m[4]) }));
+      expect(extents.length).toBeGreaterThan(0);
+      expect(extents.reduce((n, e) => n + e.end - e.start + 1, 0)).toBe(8192); // 4 MiB, all allocated
+      await client.setFilter({ device: dev, ranges: extents.map((e) => ({ ...e, ops: ['OP_WRITE'] })) });
+      const runs = 12;
+      // rewrite the last 3 MiB in place and fsync: the data writeback of every run must fail
+      const r = await vm!.exec(
+        `for i in $(seq ${runs}); do ` +
+          `if dd if=/dev/urandom of=${mnt}/f bs=1M seek=1 count=3 conv=notrunc,fsync status=none 2>/tmp/trust-xfs.err; then echo ok; ` +
+          `elif grep -q "Input/output error" /tmp/trust-xfs.err; then echo EIO; else cat /tmp/trust-xfs.err; fi; done`,
+        600_000,
+      );
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim().split('\n')).toEqual(Array(runs).fill('EIO'));
+      const f = await filterOf(dev);
+      const matched = f!.ranges.reduce((n, x) => n + Number(x.matched), 0);
+      const failed = f!.ranges.reduce((n, x) => n + Number(x.failed), 0);
+      console.log(`XFS on ${KERNEL}: ${runs} rewrites, ${matched} bios judged, ${failed} failed`);
+      expect(failed).toBe(matched);
+      expect(matched).toBeGreaterThanOrEqual(runs * XFS_MIN_BIOS[KERNEL]);
+      await client.deleteFilter(dev);
+      // the sentinel: the same rewrite lands once the filter is gone, and the file system is sound
+      await vm!.sh(`dd if=/dev/urandom of=${mnt}/f bs=1M seek=1 count=3 conv=notrunc,fsync status=none`, 120_000);
+      await vm!.sh(`umount ${mnt} && xfs_repair -n ${dev}`, 300_000);
+    } finally {
+      await client.deleteFilter(dev).catch(() => undefined);
+      await vm!.exec(`umount ${mnt} 2>/dev/null; losetup -d ${dev}; rm -f ${img}`);
     }
   }, 900_000);
 
