@@ -21,10 +21,12 @@ export function vmUnavailableReason(): string | null {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (scripts/install-deps)`;
   }
   if (!fs.existsSync(path.join(ROOT, 'dist', 'agent', 'main.js'))) return 'the project is not built (npm run build)';
-  // IOFILTER_KERNEL=stock-*: Debian's own kernel, fetched; otherwise the project's, built
-  const stock = (process.env.IOFILTER_KERNEL ?? '').startsWith('stock-');
-  const k = spawnSync(path.join(ROOT, 'tests', 'vm', stock ? 'fetch-stock-kernel' : 'build-kernel'), { encoding: 'utf8', timeout: 20 * 60_000 });
-  if (k.status !== 0) return `the ${stock ? 'stock kernel cannot be fetched' : 'test kernel does not build'}: ${k.stderr.trim().split('\n').slice(-3).join(' / ')}`;
+  // IOFILTER_KERNEL=stock-*: Debian's own kernel, fetched; distro-*: the distro-like build;
+  // otherwise the project's test build
+  const kind = /^(stock|distro)-/.exec(process.env.IOFILTER_KERNEL ?? '')?.[1];
+  const [script, what] = kind === 'stock' ? ['fetch-stock-kernel', 'stock kernel cannot be fetched'] : kind === 'distro' ? ['build-distro-kernel', 'distro-like kernel does not build'] : ['build-kernel', 'test kernel does not build'];
+  const k = spawnSync(path.join(ROOT, 'tests', 'vm', script), { encoding: 'utf8', timeout: 20 * 60_000 });
+  if (k.status !== 0) return `the ${what}: ${k.stderr.trim().split('\n').slice(-3).join(' / ')}`;
   return null;
 }
 
