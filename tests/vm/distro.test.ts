@@ -75,6 +75,7 @@ d(`VM distro-like build ${KERNEL}: does the hook survive the compiler`, () => {
       const st = await g.client.status();
       expect(st.state).toMatchObject({ attached: true, mode: 'MODE_FMOD_RET', hook: 'fmod_ret/should_fail_bio' });
       expect(st.state?.selfTest).toMatchObject({ passed: true, detail: expect.stringMatching(/error EIO, counted 1 matched, 1 failed/) });
+      console.log(`${KERNEL}: auto at start: ${st.state?.mode} at ${st.state?.hook}, self-test: ${st.state?.selfTest?.detail}`);
       await g.client.setFilter({ device: g.disk, wholeDeviceOps: ['OP_WRITE'] });
       expect([await g.io(g.disk, 'write', 0), await g.io(g.disk, 'read', 0)]).toEqual(['EIO', 'ok']);
       await g.client.deleteFilter(g.disk);
@@ -85,6 +86,7 @@ d(`VM distro-like build ${KERNEL}: does the hook survive the compiler`, () => {
       const st = await g.client.status();
       expect(st.state?.attached).toBe(false);
       expect(st.attachError).toMatch(/hook attached but did not fire/);
+      console.log(`${KERNEL}: auto at start: ${st.attachError}`);
       for (const mode of ['fmod_ret', 'kprobe'] as const) {
         const err = await g.client.attach(mode).then(
           () => null,
@@ -99,7 +101,9 @@ d(`VM distro-like build ${KERNEL}: does the hook survive the compiler`, () => {
 
   test('observe: attached with its self-test passed, ranges counted exactly, nothing fails', matrixCase(KERNEL, 'observe', 'ranges counted', async () => {
     await g.attach('observe');
-    expect((await g.client.status()).state?.selfTest).toMatchObject({ passed: true, detail: expect.stringMatching(/counted 1 matched, 1 would fail/) });
+    const st = await g.client.status();
+    console.log(`${KERNEL}: observe at ${st.state?.hook}, self-test: ${st.state?.selfTest?.detail}`);
+    expect(st.state?.selfTest).toMatchObject({ passed: true, detail: expect.stringMatching(/counted 1 matched, 1 would fail/) });
     await g.client.setFilter({ device: g.disk, ranges: [{ start: 1000, end: 1999, ops: ['OP_WRITE'] }] });
     const seen = [
       await g.io(g.disk, 'write', 1200), // inside
