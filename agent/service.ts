@@ -92,8 +92,7 @@ export class IoFilterCore {
     // one agent per pin dir, for as long as it runs: taken first, so a second agent
     // exits at once (EBUSY names the pin dir and the holder's pid)
     this.pinLock = this.kernel.lock(this.cfg.pinDir);
-    this.extents = protectedExtents(this.ownFiles, this.cfg.protect.allow);
-    for (const x of this.extents) this.log.info({ device: x.device, reason: x.reason }, 'protected device');
+    this.protectedNow();
     this.caps = await this.kernel.probe();
     for (const m of this.caps.modes)
       this.log.info({ mode: m.mode, available: m.available, hook: m.hook, reason: m.reason || undefined }, 'capability');
@@ -252,6 +251,20 @@ export class IoFilterCore {
     });
   }
 
+  /**
+   * The protected extents as the host is now: read at every SetFilter (about 0.2 ms), so
+   * /boot or swap enabled, a state dir mounted, or a dm stack re-layered after the agent
+   * started is protected too. Each change is logged.
+   */
+  private protectedNow(): Extent[] {
+    const now = protectedExtents(this.ownFiles, this.cfg.protect.allow);
+    const key = (x: Extent) => `${x.device} ${x.reason}`;
+    const before = new Set(this.extents.map(key));
+    for (const x of now) if (!before.has(key(x))) this.log.info({ device: x.device, reason: x.reason }, 'protected device');
+    this.extents = now;
+    return now;
+  }
+
   async setFilter(req: SetFilterRequest__Output): Promise<SetFilterResponse> {
     const view = viewOf(req.view, 'BASIC'); // the answer need not echo what was sent (issue 25)
     // a file (set --file) is resolved to its device and extents before the queue: FIEMAP may wait for writeback
@@ -263,7 +276,7 @@ export class IoFilterCore {
       const fault = faultFromWire(req.fault);
       const spec = toFilterSpec(fromFile ? asRangedRequest(req, fromFile.ranges) : req, dev, { maxRanges: this.kernel.limits().maxRanges, ttl: this.cfg.ttl }, cgroup, fault);
       if (file) spec.meta = { ...spec.meta, file };
-      checkProtected(spec, dev, this.extents);
+      checkProtected(spec, dev, this.protectedNow());
       // after validation (bad input attaches nothing), and only for what bpf may serve: EIO
       const bpfMay = !['BACKEND_DM', 'BACKEND_BLKINJECT', 'BACKEND_THROTTLE'].includes(String(req.backend)) && fault.kind === 'error' && fault.status.tag === 'IOERR';
       if (bpfMay) await this.attachOnDemand();

@@ -237,6 +237,29 @@ d('protected devices', () => {
     }
   });
 
+  test('protection follows the host as it is now: swap turned on after the agent started is refused, and free again once off', async () => {
+    const l = createLoop(16);
+    let on = false;
+    try {
+      expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'], ttlMs: 60_000 }))).toBe('OK');
+      await client.deleteFilter(l.path);
+      execFileSync('mkswap', ['-q', l.path]);
+      execFileSync('swapon', [l.path]);
+      on = true;
+      const err = await client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'] }).catch((e) => e);
+      expect(grpc.status[err.code]).toBe('FAILED_PRECONDITION');
+      expect(err.details).toMatch(/is protected.*is active swap/);
+      expect((await client.status()).filters).toHaveLength(0);
+      execFileSync('swapoff', [l.path]);
+      on = false;
+      expect(await codeOf(client.setFilter({ device: l.path, wholeDeviceOps: ['OP_WRITE'], ttlMs: 60_000 }))).toBe('OK');
+      await client.deleteFilter(l.path);
+    } finally {
+      if (on) spawnSync('swapoff', [l.path]);
+      l.detach();
+    }
+  });
+
   test('a loop device backed by a file is not protected', async () => {
     const l = createLoop(8);
     try {

@@ -132,6 +132,37 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
       expect((await g.client.status()).filters).toEqual([]);
     });
 
+    test('a dm device that is active swap is protected, and so is every device below it; the disk beside it is not', async () => {
+      const [p1, p2] = g.parts;
+      const sectors = Number(await g.vm.sh(`blockdev --getsz ${p1.path}`));
+      await g.vm.sh(`${DM} create iof-swap --table "0 ${sectors} linear ${p1.path} 0"`);
+      const swap = '/dev/mapper/iof-swap';
+      let on = false;
+      try {
+        await g.vm.sh(`mkswap -q ${swap} 2>/dev/null || mkswap ${swap} >/dev/null`);
+        await g.vm.sh(`swapon ${swap}`); // after the agent started: protection reads the host as it is now
+        on = true;
+        const before = await g.vm.sh(`${DM} table iof-swap`);
+        for (const req of [
+          { device: swap, ranges: [{ start: 0, end: 7, ops: [...RW] }] }, // the swap device itself
+          { device: p1.path, wholeDeviceOps: [...RW] }, // the partition below it
+          { device: g.pdisk, ranges: [{ start: p1.start + 8, end: p1.start + 15, ops: [...RW] }] }, // its sectors through the disk
+        ]) {
+          const r = await refusalOf(g.client.setFilter({ ...req, ttlMs: 60_000 }));
+          expect(r).toEqual({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/is protected: .*is active swap.*protect\.allow/) });
+        }
+        expect(await g.vm.sh(`${DM} table iof-swap`)).toBe(before);
+        expect((await g.client.status()).filters).toEqual([]);
+        // the other partition of the same disk is not under the swap: it passes the protection
+        // check and meets the next one (bpf is not attached in this suite)
+        const why = await refusalOf(g.client.setFilter({ device: p2.path, wholeDeviceOps: [...RW], ttlMs: 60_000, backend: 'BACKEND_BPF' }));
+        expect(why.details).toMatch(/not attached/);
+      } finally {
+        if (on) await g.vm.sh(`swapoff ${swap}`);
+        await g.vm.sh(`${DM} remove iof-swap`);
+      }
+    });
+
     // where the kernel has block error injection (the 7.2 test build), auto serves what dm
     // cannot with it; elsewhere it refuses, saying what would work
     const BLKINJECT = KERNEL === '7.2';
