@@ -6,7 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { AgentConfig, ConfigError, loadConfigFile, resolveConfig } from './config';
 import { createLogger } from './log';
 import { createAgent } from './server';
-import { version } from './version';
+import { version } from '../common/version';
 
 const int = (v: string) => {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError('must be a whole number');

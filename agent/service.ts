@@ -28,7 +28,7 @@ import { checkProtected, Extent, protectedExtents } from './protect';
 import { modeFromWire } from '../proto/names';
 import { EIO, faultFromWire, faultToWire } from './faults';
 import { deleteTarget, refuseIfScoped, scopeQuery, toFilterSpec } from './validate';
-import { version } from './version';
+import { version } from '../common/version';
 import { idleBpfCapability, notAttachedWhy, policyOf } from './ondemand';
 import { attachState, capabilityOf, deviceRef, filterOf, limitsOf, View, viewOf, withView } from './wire';
 

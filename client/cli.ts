@@ -11,6 +11,7 @@ import type { AttachState__Output } from '../proto/gen/iofilter/v1/AttachState';
 import type { SetFilterRequest } from '../proto/gen/iofilter/v1/SetFilterRequest';
 import type { WatchRequest } from '../proto/gen/iofilter/v1/WatchRequest';
 import { checkDevice, formatDuration, parseCount, parseDuration, parseEventRate, parseHosts, parseProbability, parseRange, setTarget } from './args';
+import { version } from '../common/version';
 import { UsageError } from './errors';
 import { FAULT_HELP, faultFromWords, FaultWords } from './faults';
 import { compactRanges, type IoFilterClient, type ViewName } from './client';
@@ -83,6 +84,7 @@ export function parseArgs(argv: string[], io: Io): { hosts: string[]; opts: Opti
   const program = new Command('iofilterctl')
     .description('Block-device fault injection across a fleet of iofilter agents')
     .usage('[--host H]... [--hosts-file F] [options] COMMAND')
+    .version(version, '-V, --version', "print iofilterctl's version")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .showSuggestionAfterError(true)

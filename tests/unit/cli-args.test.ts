@@ -131,6 +131,13 @@ describe('parseArgs builds the request', () => {
     expect(await requestOf(['--host', 'db1', 'detach'])).toMatchObject({ method: 'detach' });
     expect(await requestOf(['--host', 'db1', 'delete', '8:16'])).toEqual({ method: 'deleteFilter', arg: { device: '8:16' } });
   });
+  test('--version prints the package version on stdout, exit 0', async () => {
+    const io = capture();
+    expect(await runCli(['--version'], io)).toBe(0);
+    expect(io.stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
+    expect(io.stderr).toBe('');
+  });
+
   test('--help is not an error: exit 0, help on stdout', async () => {
     const io = capture();
     expect(await runCli(['--help'], io)).toBe(0);
