@@ -143,6 +143,17 @@ export class Guest {
     return st.filters.find((f) => `/dev/${f.device?.name}` === dev);
   }
 
+  /** should_fail_bio and its compiler clones in the guest's /proc/kallsyms, sorted. */
+  async hookSymbols(): Promise<string[]> {
+    const syms = await this.vm.sh(`awk '$3 ~ /^should_fail_bio($|\\.)/ { print $3 }' /proc/kallsyms | sort`);
+    return syms ? syms.split('\n') : [];
+  }
+
+  /** Lines of the guest's vmlinux BTF that name should_fail_bio. */
+  async hookBtfLines(): Promise<number> {
+    return Number(await this.vm.sh('bpftool btf dump file /sys/kernel/btf/vmlinux | grep -c should_fail_bio || true', 300_000));
+  }
+
   /** The guest's dmesg lines that mean the kernel went wrong. */
   async oopses(): Promise<string> {
     return (await this.vm.exec('dmesg | grep -E "BUG:|Oops:|Kernel panic|general protection fault|NX-protected|WARNING:" || true')).stdout.trim();

@@ -82,10 +82,8 @@ d(`VM stock kernel ${KERNEL}: observe only, with the true reasons`, () => {
   test("the kernel is Debian's, with the facts measured for it", async () => {
     expect(release).toMatch(K.release);
     expect(await g.vm.sh('uname -r')).toBe(release);
-    const syms = await g.vm.sh(`awk '$3 ~ /^should_fail_bio($|\\.)/ { print $3 }' /proc/kallsyms | sort`);
-    expect(syms ? syms.split('\n') : []).toEqual(K.symbols);
-    const btf = await g.vm.sh('bpftool btf dump file /sys/kernel/btf/vmlinux | grep -c should_fail_bio || true', 300_000);
-    expect(Number(btf)).toBe(K.btf);
+    expect(await g.hookSymbols()).toEqual(K.symbols);
+    expect(await g.hookBtfLines()).toBe(K.btf);
     const config = K.configAt === 'boot' ? `/boot/config-${release}` : `/lib/modules/${release}/config`;
     const text = await g.vm.sh(`cat ${config}`);
     // y, m, n ("is not set") or absent (its dependencies are off, so Kconfig never asked)
