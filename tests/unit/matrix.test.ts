@@ -39,3 +39,19 @@ test('matrix-table: FAIL, pass, and MISSING for the case that never recorded', (
   expect(out.split('\n').filter((l) => l.startsWith('| fmod_ret'))).toEqual(['| fmod_ret | fine | pass |', '| fmod_ret | never run | **MISSING** |', '| fmod_ret | slow | **FAIL** |']);
   expect(out).toContain('1 expected case(s) MISSING');
 });
+
+test('matrix-table --readme: the table replaces the marked block and nothing else; a file without the block is refused unchanged', () => {
+  const table = path.join(ROOT, 'tests', 'vm', 'matrix-table');
+  const readme = path.join(dir, 'README.md');
+  fs.writeFileSync(readme, 'before\n<!-- kernel-matrix:begin -->\n| old | table |\n<!-- kernel-matrix:end -->\nafter\n');
+  execFileSync(process.execPath, [table, '--readme', readme, dir], { stdio: 'pipe' });
+  const lines = fs.readFileSync(readme, 'utf8').split('\n');
+  expect(lines.slice(0, 2)).toEqual(['before', '<!-- kernel-matrix:begin -->']);
+  expect(lines).toContain('| fmod_ret | fine | pass |');
+  expect(lines).not.toContain('| old | table |');
+  expect(lines.slice(-3)).toEqual(['<!-- kernel-matrix:end -->', 'after', '']);
+
+  fs.writeFileSync(readme, 'no block\n');
+  expect(() => execFileSync(process.execPath, [table, '--readme', readme, dir], { stdio: 'pipe' })).toThrow(/has no <!-- kernel-matrix:begin -->/);
+  expect(fs.readFileSync(readme, 'utf8')).toBe('no block\n');
+});
