@@ -3,7 +3,7 @@
 // machine, and the guest's kernel for what ran in the VM) and bench/results/summary.txt,
 // prints the summary with the tables, the spreads and each goal met or not.
 // Needs root (BPF, loop devices, QEMU). BENCH_QUICK=1 shortens every section (a smoke
-// run, not figures); IOFILTER_KERNEL picks the VM's kernel (default 6.1).
+// run, not figures); IOFILTER_KERNEL picks the VM's kernel (default distro-6.1).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,7 +23,7 @@ import { machine, writeResult } from './stats';
 const ROOT = path.join(__dirname, '..', '..');
 const OUT = path.join(ROOT, 'bench', 'results');
 const quick = process.env.BENCH_QUICK === '1';
-const kernel = process.env.IOFILTER_KERNEL || '6.1';
+const kernel = process.env.IOFILTER_KERNEL || 'distro-6.1'; // tests/vm/run's default
 const log = (s: string) => process.stderr.write(`  ${s}\n`);
 const section = (s: string) => process.stderr.write(`${s}\n`);
 

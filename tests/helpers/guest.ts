@@ -9,7 +9,7 @@ import { Vm } from './vm';
 
 export const PIN_DIR = '/sys/fs/bpf/iofilter';
 /** The kernel under test, as tests/vm/build-kernel names it. */
-export const KERNEL = process.env.IOFILTER_KERNEL || '6.1';
+export const KERNEL = process.env.IOFILTER_KERNEL || 'distro-6.1'; // tests/vm/run's default
 /** Its upstream series ("6.12"): Debian's stock kernels and the distro-like builds by their version. */
 export const SERIES = ({ 'stock-bookworm': '6.1', 'stock-trixie': '6.12', 'stock-sid': '7.2' } as Record<string, string>)[KERNEL] ?? KERNEL.replace(/^distro-/, '');
 

@@ -23,9 +23,10 @@ export function vmUnavailableReason(): string | null {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'agent', 'main.js'))) return 'the project is not built (npm run build)';
   // IOFILTER_KERNEL=stock-*: Debian's own kernel, fetched; distro-*: the distro-like build;
   // otherwise the project's test build
-  const kind = /^(stock|distro)-/.exec(process.env.IOFILTER_KERNEL ?? '')?.[1];
+  const kernel = process.env.IOFILTER_KERNEL || 'distro-6.1'; // tests/vm/run's default
+  const kind = /^(stock|distro)-/.exec(kernel)?.[1];
   const [script, what] = kind === 'stock' ? ['fetch-stock-kernel', 'stock kernel cannot be fetched'] : kind === 'distro' ? ['build-distro-kernel', 'distro-like kernel does not build'] : ['build-kernel', 'test kernel does not build'];
-  const k = spawnSync(path.join(ROOT, 'tests', 'vm', script), { encoding: 'utf8', timeout: 20 * 60_000 });
+  const k = spawnSync(path.join(ROOT, 'tests', 'vm', script), { encoding: 'utf8', timeout: 20 * 60_000, env: { ...process.env, IOFILTER_KERNEL: kernel } });
   if (k.status !== 0) return `the ${what}: ${k.stderr.trim().split('\n').slice(-3).join(' / ')}`;
   return null;
 }

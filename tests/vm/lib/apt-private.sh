@@ -2,15 +2,15 @@
 # Sourced by the VM kit's scripts: a private apt configuration for one Debian suite
 # under the cache dir (its own sources list, lists and archives), so that packages of
 # any suite can be downloaded without touching the system's sources or state.
-# Callers may run at once (scripts/test fetches and builds in parallel): each suite's
-# directory is held by one of them at a time, from init to release (or exit).
+# Same layout as build-kernel's fetch_private (which keeps its own copy: its text keys
+# the test-kernel cache, so it is not edited to source this). Callers may run at once
+# (scripts/test fetches and builds in parallel): each suite's directory is held by one
+# of them at a time, from init to release (or exit).
 #
 #   apt_private_init CACHE SUITE   sets apt_dir and the apt_opts array, takes the suite's
 #                                  lock, runs apt-get update
 #   apt_private_version PKG        the candidate version of PKG in the suite ("" if none)
 #   apt_private_download PKG=VER   downloads the .deb into $apt_dir/archives, prints its path
-#   apt_private_source PKG         a linux-source-* package's tarball, extracted once and
-#                                  kept under $apt_dir/src; prints its path
 #   apt_private_release            lets the next caller in
 
 apt_private_init() {
@@ -41,22 +41,6 @@ apt_private_download() {
   (cd "$apt_dir/archives" && apt-get "${apt_opts[@]}" download "$1" >&2) || { echo "apt-private: downloading $1 failed" >&2; return 1; }
   # apt-get download writes NAME_VER_ARCH.deb with the epoch's ':' escaped as %3a
   ls "$apt_dir/archives/${name}_${ver//:/%3a}_"*.deb | tail -n1
-}
-
-apt_private_source() {
-  local pkg=$1 out deb srcver
-  srcver=$(apt_private_version "$pkg")
-  [ -n "$srcver" ] || { echo "apt-private: $apt_dir has no package $pkg" >&2; return 1; }
-  out=$apt_dir/src/${pkg}_$srcver.tar.xz
-  if [ ! -f "$out" ]; then
-    deb=$(apt_private_download "$pkg=$srcver") || return 1
-    mkdir -p "$apt_dir/src"
-    rm -rf "$out.x" && mkdir -p "$out.x"
-    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$out.x" "./usr/src/$pkg.tar.xz" || { echo "apt-private: $deb has no /usr/src/$pkg.tar.xz" >&2; return 1; }
-    mv "$out.x/usr/src/$pkg.tar.xz" "$out"
-    rm -rf "$out.x"
-  fi
-  echo "$out"
 }
 
 apt_private_release() {
