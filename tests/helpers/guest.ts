@@ -5,13 +5,14 @@
 import * as path from 'node:path';
 import { IoFilterClient } from '../../client';
 import type { StatusResponse__Output } from '../../proto/gen/iofilter/v1/StatusResponse';
-import { Vm } from './vm';
+import { KERNEL, Vm } from './vm';
 
 export const PIN_DIR = '/sys/fs/bpf/iofilter';
-/** The kernel under test, as tests/vm/build-kernel names it. */
-export const KERNEL = process.env.IOFILTER_KERNEL || 'distro-6.1'; // tests/vm/run's default
+export { KERNEL };
 /** Its upstream series ("6.12"): Debian's stock kernels and the distro-like builds by their version. */
 export const SERIES = ({ 'stock-bookworm': '6.1', 'stock-trixie': '6.12', 'stock-sid': '7.2' } as Record<string, string>)[KERNEL] ?? KERNEL.replace(/^distro-/, '');
+/** Block error injection: the project's builds from 7.2 have it (kernel.config.fragment), Debian's do not. */
+export const BUILT_WITH_BLKINJECT = !KERNEL.startsWith('stock-') && Number(SERIES.split('.')[0]) * 100 + Number(SERIES.split('.')[1]) >= 702;
 
 export type Outcome = 'ok' | 'EIO';
 

@@ -14,6 +14,9 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** The kernel under test, as tests/vm/kernel names it (and its default). */
+export const KERNEL = process.env.IOFILTER_KERNEL || 'distro-6.1';
+
 /** Why the VM tier cannot run here, or null. */
 export function vmUnavailableReason(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (QEMU with the host root over 9p, BPF inside)';
@@ -21,12 +24,9 @@ export function vmUnavailableReason(): string | null {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (scripts/install-deps)`;
   }
   if (!fs.existsSync(path.join(ROOT, 'dist', 'agent', 'main.js'))) return 'the project is not built (npm run build)';
-  // IOFILTER_KERNEL=stock-*: Debian's own kernel, fetched; distro-*: the distro-like build;
-  // otherwise the project's test build
-  const kernel = process.env.IOFILTER_KERNEL || 'distro-6.1'; // tests/vm/run's default
-  const kind = /^(stock|distro)-/.exec(kernel)?.[1];
-  const [script, what] = kind === 'stock' ? ['fetch-stock-kernel', 'stock kernel cannot be fetched'] : kind === 'distro' ? ['build-distro-kernel', 'distro-like kernel does not build'] : ['build-kernel', 'test kernel does not build'];
-  const k = spawnSync(path.join(ROOT, 'tests', 'vm', script), { encoding: 'utf8', timeout: 20 * 60_000, env: { ...process.env, IOFILTER_KERNEL: kernel } });
+  const kind = /^(stock|distro)-/.exec(KERNEL)?.[1];
+  const what = kind === 'stock' ? 'stock kernel cannot be fetched' : kind === 'distro' ? 'distro-like kernel does not build' : 'test kernel does not build';
+  const k = spawnSync(path.join(ROOT, 'tests', 'vm', 'kernel'), { encoding: 'utf8', timeout: 20 * 60_000, env: { ...process.env, IOFILTER_KERNEL: KERNEL } });
   if (k.status !== 0) return `the ${what}: ${k.stderr.trim().split('\n').slice(-3).join(' / ')}`;
   return null;
 }

@@ -13,8 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ROOT } from '../helpers/common';
-import { kernelVersion } from '../../agent/backends/dm/table';
-import { Guest, KERNEL, SERIES } from '../helpers/guest';
+import { BUILT_WITH_BLKINJECT, Guest, KERNEL } from '../helpers/guest';
 import { grpcRefusalOf as refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
@@ -25,8 +24,6 @@ jest.setTimeout(900_000);
 const STATE = '/dev/shm/iofilter-state';
 const AGENT = ['--attach', 'none', '--state-dir', STATE];
 const DIO = path.join(ROOT, 'build', 'dio-vm');
-/** The project's builds from 7.2 have it (tests/vm/kernel.config.fragment), distro-like ones too; Debian's stock kernels do not. */
-const HAS_IT = !KERNEL.startsWith('stock-') && kernelVersion(SERIES)[0] * 100 + kernelVersion(SERIES)[1] >= 702;
 const status = (s: string) => ({ error: { status: s } });
 
 d(`VM blkinject backend on ${KERNEL}`, () => {
@@ -46,7 +43,7 @@ d(`VM blkinject backend on ${KERNEL}`, () => {
     await g?.shutdown();
   }, 60_000);
 
-  if (!HAS_IT) {
+  if (!BUILT_WITH_BLKINJECT) {
     test('capability: unavailable with the reason; --error enospc refused naming what would work; nothing in force', async () => {
       const st = await g.client.status();
       const cap = st.backends.find((b) => b.backend === 'BACKEND_BLKINJECT');

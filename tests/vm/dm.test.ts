@@ -9,7 +9,7 @@
 // unwrap, and each refusal leaving the table as it was.
 import * as grpc from '@grpc/grpc-js';
 import { kernelVersion } from '../../agent/backends/dm/table';
-import { Guest, KERNEL, SERIES } from '../helpers/guest';
+import { BUILT_WITH_BLKINJECT, Guest, KERNEL, SERIES } from '../helpers/guest';
 import { grpcRefusalOf as refusalOf } from '../helpers/refusal';
 import { describeIf } from '../helpers/tier';
 import { vmUnavailableReason } from '../helpers/vm';
@@ -165,7 +165,7 @@ d(`VM dm backend on Linux ${KERNEL}`, () => {
 
     // where the kernel has block error injection (the project's 7.2 builds, test or
     // distro-like), auto serves what dm cannot with it; elsewhere it refuses, saying what would work
-    const BLKINJECT = !KERNEL.startsWith('stock-') && SERIES === '7.2';
+    const BLKINJECT = BUILT_WITH_BLKINJECT;
     test(`a non-linear target (striped): ${BLKINJECT ? 'auto serves it with block error injection' : 'refused naming it and the devices below; auto says what would work'}`, async () => {
       // beyond the sectors the LV uses on both loop devices
       await g.vm.sh(`printf '0 2048 striped 2 8 ${g.disk} 100000 ${g.other} 100000\\n' | ${DM} create iof-str`);

@@ -1,4 +1,4 @@
-// The full VM end-to-end suite, run on distro-6.1 and 7.2 (IOFILTER_KERNEL, scripts/test): the agent in
+// The full VM end-to-end suite, run on distro-6.1 in CI (IOFILTER_KERNEL, scripts/test): the agent in
 // the guest, this process as the control host over real TCP, real EIO. Beyond the
 // core subset (core.test.ts): the CLI, adoption after SIGKILL, churn on one disk
 // while another must see no failure, 4096 ranges, cgroup scopes, live events, a dead
