@@ -49,6 +49,8 @@ export class IoFilterCore {
   private attachError = '';
   private queue: Promise<unknown> = Promise.resolve();
   private reaper?: NodeJS.Timeout;
+  /** An on-demand detach in progress (outside any caller's RPC when the reaper started it). */
+  private detaching: Promise<void> | null = null;
   private readonly startedAt = Date.now();
   private extents: Extent[] = [];
   private pinLock: native.PinDirLock | null = null;
@@ -176,10 +178,14 @@ export class IoFilterCore {
     const f = this.filterer;
     if (!this.cfg.attachOnDemand || !f || f.listFilters().length) return;
     this.filterer = null;
+    const done = f.detach();
+    this.detaching = done.then(() => undefined, () => undefined);
     try {
-      await f.detach();
+      await done;
     } catch (e) {
       throw fromNative(e, 'detach on demand');
+    } finally {
+      this.detaching = null;
     }
     this.log.info({}, 'detached on demand: no filter left');
   }
@@ -372,6 +378,9 @@ export class IoFilterCore {
 
   async status(req: { view?: unknown } = {}): Promise<StatusResponse> {
     const view = viewOf(req.view, 'FULL');
+    // "not attached" means the link and pins are gone: a Status during an on-demand detach (the
+    // reaper's, which no caller waits for) answers once it has finished
+    await this.detaching;
     const f = this.filterer;
     const caps = this.caps;
     const counters = f?.counters();

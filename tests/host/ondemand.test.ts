@@ -147,7 +147,14 @@ d('attach on demand (observe mode, host kernel)', () => {
     await client.setFilter({ device: a.path, wholeDeviceOps: ['OP_WRITE'], ttlMs: 1500 });
     const set = Date.now();
     expect((await client.status()).state?.attached).toBe(true);
-    await until(async () => !(await client.status()).state?.attached, 'detached after the TTL', 15_000, 20);
+    // polled without pause: no answer may say "not attached" while the reaper's detach still has pins
+    const seen: string[][] = [];
+    await until(async () => {
+      if ((await client.status()).state?.attached) return false;
+      seen.push(pins(pinDir));
+      return true;
+    }, 'detached after the TTL', 15_000, 0);
+    expect(seen).toEqual([[]]);
     expect(Date.now() - set).toBeGreaterThanOrEqual(1500);
     await idle();
   });
