@@ -175,6 +175,8 @@ static __always_inline __u64 iof_now_ns(void)
 __attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase);
 __attribute__((noinline)) int iof_live_filters(void);
 #define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk_layer((li), (phase))
+/* iof_candidates ran first on every bio with sectors (the only ones walked) */
+#define IOF_WALK_START(l, io, j, li) ((j)->start[(li) & (IOF_MAX_LAYERS - 1)])
 #define IOF_LIVENESS(e, io) ((__u32)iof_live_filters())
 
 #include "iofilter_match.h"
@@ -189,7 +191,7 @@ __attribute__((noinline)) int iof_walk_layer(__u32 li, __u32 phase)
 	e = iof_elem(&iof_entries, s->io.slot);
 	if (!e)
 		return 0;
-	iof_walk(e, &s->io, &s->j, &e->layers[li], phase);
+	iof_walk(e, &s->io, &s->j, li, phase);
 	return 0;
 }
 
@@ -207,16 +209,19 @@ __attribute__((noinline)) int iof_live_filters(void)
 }
 
 /* Whether any layer of the entry in `slot` has a range overlapping [sector, last]
- * (ops not considered): one descent per layer. A global function of its own, so that
- * the descent's many temporaries do not weigh on the caller's stack. */
+ * (ops not considered): one descent per layer, whose result the walk then starts
+ * from (IOF_WALK_START) instead of descending again. A global function of its own, so
+ * that the descent's many temporaries do not weigh on the caller's stack. */
 __attribute__((noinline)) int iof_candidates(__u64 slot, __u64 sector, __u64 last)
 {
 	const struct iof_entry *e = iof_elem(&iof_entries, (__u32)slot);
+	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
 	const struct iof_layer *l;
 	const struct iof_range *r;
 	__u32 li, i;
+	int any = 0;
 
-	if (!e)
+	if (!e || !s)
 		return 0;
 #pragma unroll
 	for (li = 0; li < IOF_MAX_LAYERS; li++) {
@@ -224,13 +229,14 @@ __attribute__((noinline)) int iof_candidates(__u64 slot, __u64 sector, __u64 las
 			break;
 		l = &e->layers[li];
 		i = iof_lower_bound(l, sector);
+		s->j.start[li] = i;
 		if (i >= l->nr_ranges)
 			continue;
 		r = IOF_RANGE(l->range_off + i);
 		if (r && r->start <= last)
-			return 1;
+			any = 1;
 	}
-	return 0;
+	return any;
 }
 
 /*

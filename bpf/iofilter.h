@@ -230,6 +230,9 @@ struct iof_judge {
 	__u32 hit_counter[IOF_HITS]; /* their counter slots */
 	__u16 hit_index[IOF_HITS];   /* their index in their filter */
 	__u8 hit_filter[IOF_HITS];   /* their filter */
+	/* BPF only: each layer's first range ending at or after the bio's sector, found by
+	 * iof_candidates, so the walk does not descend the same tree a second time */
+	__u32 start[IOF_MAX_LAYERS];
 };
 
 static inline __u32 iof_hash(__u32 major, __u32 minor)

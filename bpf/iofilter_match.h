@@ -30,6 +30,7 @@
  *   IOF_LIVENESS(e, io)            -> iof_liveness(e, io), however the includer runs it
  *   IOF_EMIT(io, f, fs, range_index, outcome) -> report an event (may be a no-op)
  *   IOF_TRUNCATED()                -> count a bio judged on its first IOF_MAX_WALK ranges
+ *   IOF_WALK_START(l, io, j, li)   -> optional: the layer's iof_lower_bound, if known
  */
 #ifndef IOFILTER_MATCH_H
 #define IOFILTER_MATCH_H
@@ -125,18 +126,25 @@ static __always_inline __u32 iof_lower_bound(const struct iof_layer *l, __u64 se
 	return l->nr_ranges;
 }
 
+/* Where a layer's walk starts: its first range ending at or after the bio's sector
+ * (the BPF build reuses what iof_candidates found). */
+#ifndef IOF_WALK_START
+#define IOF_WALK_START(l, io, j, li) iof_lower_bound((l), (io)->sector)
+#endif
+
 /*
  * The ranges of one layer that the bio overlaps. Phase 0 counts `matched` and which
  * filters matched; phase 1 counts `failed` on the failing filter's ranges.
  */
 static __always_inline void iof_walk(const struct iof_entry *e, struct iof_io *io,
-				     struct iof_judge *j, const struct iof_layer *l, int phase)
+				     struct iof_judge *j, __u32 li, int phase)
 {
+	const struct iof_layer *l = &e->layers[li & (IOF_MAX_LAYERS - 1)];
 	const struct iof_range *r;
 	struct iof_counter *c;
 	__u32 i, w, n = l->nr_ranges;
 
-	i = iof_lower_bound(l, io->sector);
+	i = IOF_WALK_START(l, io, j, li);
 #pragma clang loop unroll(disable)
 	for (w = 0; w < IOF_MAX_WALK; w++, i++) {
 		if (i >= n || i >= IOF_MAX_RANGES)
@@ -259,7 +267,7 @@ static __always_inline void iof_decide(const struct iof_entry *e, struct iof_jud
 #define IOF_LIVENESS(e, io) iof_liveness((e), (io))
 #endif
 #ifndef IOF_WALK_LAYER
-#define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk((e), (io), (j), &(e)->layers[(li)], (phase))
+#define IOF_WALK_LAYER(e, io, j, li, phase) iof_walk((e), (io), (j), (li), (phase))
 #endif
 
 /*
