@@ -215,13 +215,13 @@ __attribute__((noinline)) int iof_live_filters(void)
 __attribute__((noinline)) int iof_candidates(__u64 slot, __u64 sector, __u64 last)
 {
 	const struct iof_entry *e = iof_elem(&iof_entries, (__u32)slot);
-	struct iof_scratch *s = iof_elem(&iof_scratch, 0);
+	__u32 li, i, start[IOF_MAX_LAYERS] = {};
 	const struct iof_layer *l;
 	const struct iof_range *r;
-	__u32 li, i;
+	struct iof_scratch *s;
 	int any = 0;
 
-	if (!e || !s)
+	if (!e)
 		return 0;
 #pragma unroll
 	for (li = 0; li < IOF_MAX_LAYERS; li++) {
@@ -229,14 +229,21 @@ __attribute__((noinline)) int iof_candidates(__u64 slot, __u64 sector, __u64 las
 			break;
 		l = &e->layers[li];
 		i = iof_lower_bound(l, sector);
-		s->j.start[li] = i;
+		start[li] = i;
 		if (i >= l->nr_ranges)
 			continue;
 		r = IOF_RANGE(l->range_off + i);
 		if (r && r->start <= last)
 			any = 1;
 	}
-	return any;
+	/* kept only for a bio that will be walked: I/O between ranges pays nothing more */
+	s = any ? iof_elem(&iof_scratch, 0) : NULL;
+	if (!s)
+		return 0;
+#pragma unroll
+	for (li = 0; li < IOF_MAX_LAYERS; li++)
+		s->j.start[li] = start[li];
+	return 1;
 }
 
 /*
