@@ -40,6 +40,8 @@ export interface DatapathRun {
   seconds: number;
   fio: string[];
   cases: CaseResult[];
+  /** Cases asked for that this kernel cannot run (an anchor whose facility it lacks), with why. */
+  absent?: { name: string; why: string }[];
 }
 
 interface Ctx {
@@ -179,6 +181,14 @@ export function cases(mode: native.Mode, opts: { anchors: boolean; only?: string
   return opts.only ? all.filter((c) => opts.only!.includes(c.key)) : all;
 }
 
+const FAIL_MAKE_REQUEST = '/sys/kernel/debug/fail_make_request';
+
+/** Why a case cannot run on this kernel ('' when it can): distribution builds leave out fail_make_request. */
+function absentWhy(c: Case): string {
+  if (c.key === 'fmr0' && !fs.existsSync(FAIL_MAKE_REQUEST)) return `this kernel has no ${FAIL_MAKE_REQUEST} (CONFIG_FAIL_MAKE_REQUEST off, as in distribution builds)`;
+  return '';
+}
+
 /** What users would otherwise reach for (VM only: the host kernel has neither). */
 function anchors(): Case[] {
   return [
@@ -186,7 +196,7 @@ function anchors(): Case[] {
       key: 'fmr0',
       name: 'fail_make_request armed, probability 0',
       async setup(ctx) {
-        const fm = '/sys/kernel/debug/fail_make_request';
+        const fm = FAIL_MAKE_REQUEST;
         fs.writeFileSync(`${fm}/probability`, '0');
         fs.writeFileSync(`${fm}/times`, '-1');
         const knob = `/sys/block/${ctx.disk.path.slice(5)}/make-it-fail`;
@@ -236,7 +246,9 @@ export async function runDatapath(o: DatapathOptions): Promise<DatapathRun> {
   if (!cap?.available) throw new Error(`mode ${o.mode} is not available here: ${cap?.reason ?? 'unknown mode'}`);
   const statsBefore = fs.readFileSync(STATS, 'utf8').trim();
   const ctx: Ctx = { disk: createLoop(256), other: createLoop(16), pinDir: `/sys/fs/bpf/iofilter-bench-${process.pid}`, hook: cap.hook };
-  const list = cases(o.mode, { anchors: o.anchors, only: o.only });
+  const asked = cases(o.mode, { anchors: o.anchors, only: o.only });
+  const absent = asked.filter(absentWhy).map((c) => ({ name: c.name, why: absentWhy(c) }));
+  const list = asked.filter((c) => !absentWhy(c));
   const results: CaseResult[] = list.map((c) => ({ key: c.key, name: c.name, hook: null, iops: [], nsPerIo: [], runs: [], ios: [], matched: [], events: [] }));
   const once = async (i: number, timed: boolean, tag: string) => {
     const c = list[i];
@@ -279,7 +291,7 @@ export async function runDatapath(o: DatapathOptions): Promise<DatapathRun> {
     ctx.disk.detach();
     ctx.other.detach();
   }
-  return { machine: machine(), mode: o.mode, hook: ctx.hook, iopsRounds: o.iopsRounds, timeRounds: o.timeRounds, seconds: o.seconds, fio: fioArgs('DEV', o.seconds), cases: results };
+  return { machine: machine(), mode: o.mode, hook: ctx.hook, iopsRounds: o.iopsRounds, timeRounds: o.timeRounds, seconds: o.seconds, fio: fioArgs('DEV', o.seconds), cases: results, absent };
 }
 
 /** Entry point inside the VM: `node dist/bench/datapath.js '<DatapathOptions as JSON, without log>' OUT.json`. */
