@@ -41,7 +41,7 @@ export function datapathTable(title: string, run: DatapathRun, markReal: boolean
   if (markReal) lines.push('  * the min-max spreads do not overlap (a real difference); without *, the difference is within the noise');
   for (const a of run.absent ?? []) lines.push(`  ${a.name}: not measured: ${a.why}`);
   const ev = byKey(run, 'matchEv');
-  if (ev) lines.push(`  events on: ${fmt(median(ev.events) / run.seconds, 0)} events/s delivered to user space (rate limit 1000/s)`);
+  if (ev) lines.push(`  events on: ${fmt(median(ev.events) / run.seconds, 0)} events/s delivered to user space (rate limit 1000 in each second of CLOCK_BOOTTIME: a ${run.seconds} s run spans up to ${run.seconds + 1} of them)`);
   return lines;
 }
 
